@@ -1,0 +1,3 @@
+from bienc_cli.cli import main
+
+main()
