@@ -1,0 +1,331 @@
+"""The command line: parse options, call one library function, render what it returns.
+
+Library errors become a one-line message and an exit code here, and only here.
+Module-level imports stay light: `bienc --help` must not pay for numpy, pyarrow or torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from bienc_cli import __version__
+from bienc_cli.errors import BiencError, ExitStatus, UsageError
+
+app = typer.Typer(
+    name="bienc",
+    help="Search, deduplicate and cluster local documents by meaning, with a bi-encoder.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+IndexOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        "-i",
+        help="Index folder. [default: $BIENC_INDEX, else ./.bienc]",
+        show_default=False,
+    ),
+]
+NullOption = Annotated[
+    bool,
+    typer.Option("--null", "-0", help="NUL-separated paths (stdin for index, output for query)."),
+]
+
+
+def _handle_errors(command: F) -> F:
+    """Turn library errors into one line on stderr and a documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BiencError as exc:
+            _error(str(exc))
+            raise typer.Exit(int(exc.exit_status)) from None
+        except KeyboardInterrupt:
+            _error("interrupted; the index is unchanged")
+            raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+        except BrokenPipeError:
+            # The reader went away (`bienc query ... | head -1`): stop quietly, like grep.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(int(ExitStatus.OK)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"bienc: error: {message}\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bienc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log more (-vv: debug).")
+    ] = 0,
+) -> None:
+    """Search, deduplicate and cluster local documents by meaning, with a bi-encoder."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="bienc: %(levelname)s: %(name)s: %(message)s")
+
+
+def parse_size(text: str) -> int:
+    """'20M' -> 20971520. Accepts plain bytes and K/M/G suffixes (powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
+    if not match:
+        raise UsageError(f"cannot read size {text!r}; use e.g. 500K, 20M or 1G")
+    number, unit = float(match.group(1)), match.group(2).upper()
+    return int(number * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
+
+
+@app.command()
+@_handle_errors
+def index(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Folders, files or glob patterns; - reads paths from stdin. "
+            "Omitted: re-index the sources the index remembers.",
+            show_default=False,
+        ),
+    ] = None,
+    index_dir: IndexOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model folder or sentence-transformers id. [default: $BIENC_MODEL, "
+            "else the index's model, else all-MiniLM-L6-v2]",
+            show_default=False,
+        ),
+    ] = None,
+    text_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text-column", help="Table column(s) holding the text, joined in order (repeatable)."
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Table column holding the row id.")
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only index files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable)."),
+    ] = None,
+    hidden: Annotated[
+        bool | None, typer.Option("--hidden", help="Index hidden files and folders too.")
+    ] = None,
+    no_ignore: Annotated[
+        bool | None, typer.Option("--no-ignore", help="Do not honour .gitignore and .biencignore.")
+    ] = None,
+    follow: Annotated[
+        bool | None, typer.Option("--follow", "-L", help="Follow symlinked folders.")
+    ] = None,
+    max_file_size: Annotated[
+        str | None,
+        typer.Option("--max-file-size", help="Skip larger files (tables exempt). [default: 20M]"),
+    ] = None,
+    null: NullOption = False,
+    overlap: Annotated[
+        int, typer.Option("--overlap", min=0, help="Tokens shared by consecutive chunks.")
+    ] = 32,
+    ef: Annotated[
+        int, typer.Option("--ef", min=1, help="Default search breadth stored with the index.")
+    ] = 128,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Chunks per encoder batch.")
+    ] = 32,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Start over: re-read and re-encode everything.")
+    ] = False,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="Wait at most this many seconds for another writer. [default: forever]",
+        ),
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Exit at once (code 7) if another writer is busy.")
+    ] = False,
+    json_report: Annotated[
+        bool, typer.Option("--json", help="Print the run report as JSON on stdout.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary on stderr (errors still shown).")
+    ] = False,
+) -> None:
+    """Index folders, files and tables (Parquet, JSONL, CSV); re-runs are incremental."""
+    from bienc_cli import store, ui
+    from bienc_cli.indexing import IndexRequest, IndexSettings, run_index
+    from bienc_cli.sources import read_path_list
+
+    sources = list(sources or [])
+    stdin_paths: list[str] = []
+    if "-" in sources:
+        sources.remove("-")
+        stdin_paths = read_path_list(sys.stdin.buffer, null_separated=null)
+    options: dict[str, Any] = {
+        "include": tuple(include) if include else None,
+        "exclude": tuple(exclude) if exclude else None,
+        "hidden": hidden,
+        "use_ignore_files": None if no_ignore is None else not no_ignore,
+        "follow_symlinks": follow,
+        "max_file_size": parse_size(max_file_size) if max_file_size else None,
+        "text_columns": tuple(text_column) if text_column else None,
+        "id_column": id_column,
+    }
+    request = IndexRequest(
+        root=store.index_path(str(index_dir) if index_dir else None),
+        sources=sources,
+        stdin_paths=stdin_paths,
+        model=model,
+        options={k: v for k, v in options.items() if v is not None},
+        settings=IndexSettings(overlap=overlap, ef=ef, batch_size=batch_size),
+        rebuild=rebuild,
+        wait=0 if no_wait else wait,
+    )
+    with ui.progress_bar(sys.stderr.isatty() and not quiet) as progress:
+        report = run_index(request, progress=progress)
+    if json_report:
+        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    if not quiet:
+        ui.write_report(report, sys.stderr)
+    elif report.errors:
+        for item in report.errors:
+            _error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
+    raise typer.Exit(int(report.exit_status))
+
+
+@app.command()
+@_handle_errors
+def query(
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            help="The query; - reads one query per line from stdin.", show_default=False
+        ),
+    ] = None,
+    index_dir: IndexOption = None,
+    k: Annotated[
+        int, typer.Option("-k", "--top", min=1, help="How many results (per query).")
+    ] = 10,
+    chunks: Annotated[
+        bool,
+        typer.Option(
+            "--chunks", help="Return chunk hits instead of the best chunk of each document."
+        ),
+    ] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table | json | jsonl | tsv | csv | paths. "
+            "[default: table on a terminal, tsv otherwise]",
+            show_default=False,
+        ),
+    ] = None,
+    null: NullOption = False,
+    min_score: Annotated[
+        float | None, typer.Option("--min-score", help="Drop hits with a lower cosine similarity.")
+    ] = None,
+    path: Annotated[
+        list[str] | None,
+        typer.Option("--path", help="Only sources whose path matches this glob (repeatable)."),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where", help="Only table rows whose COLUMN=VALUE (repeatable; all must hold)."
+        ),
+    ] = None,
+    ef: Annotated[
+        int | None,
+        typer.Option("--ef", min=1, help="Search breadth: higher is slower, with better recall."),
+    ] = None,
+) -> None:
+    """Find the documents closest in meaning to a query.
+
+    Scores are cosine similarities between the query's and the chunks' vectors (-1 to 1,
+    higher is closer); a document scores as its best chunk. Exit code 0 if anything was
+    found, 1 if nothing was, as grep does.
+    """
+    from bienc_cli import store, ui
+    from bienc_cli.query import QueryOptions, parse_where, search
+
+    if text is None:
+        raise UsageError("give a query, or - to read queries from stdin")
+    queries = [line.strip() for line in sys.stdin if line.strip()] if text == "-" else [text]
+    if not queries or not all(q.strip() for q in queries):
+        raise UsageError("the query is empty")
+    fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
+    if fmt not in ui.HIT_FORMATS:
+        raise UsageError(f"unknown --format {fmt!r}; choose one of {', '.join(ui.HIT_FORMATS)}")
+    options = QueryOptions(
+        k=k,
+        chunks=chunks,
+        min_score=min_score,
+        path_globs=tuple(path or ()),
+        where=parse_where(where or ()),
+        ef=ef,
+    )
+    results = search(store.index_path(str(index_dir) if index_dir else None), queries, options)
+    ui.write_hits(results, fmt, sys.stdout, null=null)
+    sys.stdout.flush()
+    found = any(results)
+    raise typer.Exit(int(ExitStatus.OK if found else ExitStatus.NO_RESULTS))
+
+
+@app.command()
+@_handle_errors
+def info(
+    index_dir: IndexOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    no_stale: Annotated[
+        bool, typer.Option("--no-stale", help="Skip the check of which sources changed (faster).")
+    ] = False,
+) -> None:
+    """Describe an index: model, counts, size, dates, and which sources changed since."""
+    from bienc_cli import store, ui
+    from bienc_cli.info import index_info
+
+    data = index_info(store.index_path(str(index_dir) if index_dir else None), stale=not no_stale)
+    if json_output:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        ui.write_info(data, sys.stdout)
+
+
+def main() -> None:
+    app()

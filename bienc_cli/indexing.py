@@ -1,0 +1,615 @@
+"""`bienc index`: bring an index up to date with its sources, incrementally and atomically.
+
+One run: take the writer lock, read the live generation, walk the sources, decide for every
+document whether it is new, changed, unchanged or gone, chunk and encode only what is new
+(reusing the stored vector of any chunk whose text is already indexed), and write a new
+generation. A run with nothing to encode never loads the model; a run that changes nothing
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import glob
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bienc_cli import __version__, store
+from bienc_cli.chunking import Chunk, Chunker
+from bienc_cli.documents import Document, Note, Skipped
+from bienc_cli.encoder import Encoder, ModelInfo, load_encoder, load_tokenizer, resolve_model
+from bienc_cli.errors import (
+    ExitStatus,
+    IncompatibleIndex,
+    IndexCorrupt,
+    IndexNotFound,
+    ModelUnavailable,
+    UsageError,
+)
+from bienc_cli.readers import TableOptions, read_file
+from bienc_cli.sources import SourceOptions, discover
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+# stage ("scan" | "encode"), items done so far, total if known
+ProgressFn = Callable[[str, int, "int | None"], None]
+EncoderFactory = Callable[[ModelInfo], Encoder]
+
+# Options a user can set on the command line; what one run sets is stored in the manifest and
+# reused by the next run unless that run sets it again (so cron can run plain `bienc index`).
+SOURCE_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SourceOptions))
+TABLE_OPTION_NAMES = ("text_columns", "id_column")
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    overlap: int = 32  # tokens shared by consecutive chunks
+    M: int = 16  # HNSW graph degree
+    ef_construction: int = 200
+    ef: int = 128  # default search breadth, stored in the manifest (hnswlib does not save it)
+    batch_size: int = 32
+    compact_ratio: float = 0.2  # rebuild the graph once this share of its items is deleted
+
+
+@dataclass
+class IndexRequest:
+    root: Path
+    sources: Sequence[str] = ()  # directories, files, glob patterns
+    stdin_paths: Sequence[str] = ()  # paths read from stdin (`-`); not remembered
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # only what the user set
+    settings: IndexSettings = IndexSettings()
+    rebuild: bool = False
+    wait: float | None = None  # seconds to wait for the lock; None: as long as it takes
+
+
+@dataclass
+class RunReport:
+    """What one `bienc index` run did. ``to_dict`` is the `--json` run report."""
+
+    index: str
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    chunks_encoded: int = 0
+    chunks_reused: int = 0
+    documents: int = 0  # in the index after the run
+    chunks: int = 0
+    compacted: bool = False
+    generation: int | None = None  # None when nothing had to be written
+    model: str = ""
+    seconds: float = 0.0
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Skipped]:
+        return [s for s in self.skipped if s.error]
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        return ExitStatus.PARTIAL if self.errors else ExitStatus.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "status": "partial" if self.errors else "ok",
+            "exit_code": int(self.exit_status),
+            "generation": self.generation,
+            "model": self.model,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "chunks_encoded": self.chunks_encoded,
+            "chunks_reused": self.chunks_reused,
+            "compacted": self.compacted,
+            "seconds": round(self.seconds, 3),
+            "skipped": [
+                {"path": s.path, "row_id": s.row_id, "reason": s.reason, "error": s.error}
+                for s in self.skipped
+            ],
+            "notes": [{"path": n.path, "message": n.message} for n in self.notes],
+        }
+
+
+@dataclass
+class _Previous:
+    """What the live generation knows, in the shapes the planner needs."""
+
+    generation: store.Generation
+    table: pa.Table
+    file_stat: dict[str, tuple[int, int]]  # path -> (size, mtime_ns)
+    doc_hash: dict[str, str]  # doc_id -> doc_hash
+    doc_path: dict[str, str]  # doc_id -> path
+    chunk_label: dict[str, int]  # chunk_hash -> a label holding that chunk's vector
+
+    @classmethod
+    def load(cls, generation: store.Generation) -> _Previous:
+        table = generation.read_sidecar()
+        cols = table.select(
+            ["label", "doc_id", "path", "size", "mtime_ns", "doc_hash", "chunk_hash"]
+        )
+        data = cols.to_pydict()
+        file_stat, doc_hash, doc_path, chunk_label = {}, {}, {}, {}
+        for i, doc_id in enumerate(data["doc_id"]):
+            file_stat[data["path"][i]] = (data["size"][i], data["mtime_ns"][i])
+            doc_hash[doc_id] = data["doc_hash"][i]
+            doc_path[doc_id] = data["path"][i]
+            chunk_label[data["chunk_hash"][i]] = data["label"][i]
+        return cls(generation, table, file_stat, doc_hash, doc_path, chunk_label)
+
+
+@dataclass
+class _Plan:
+    """The scan's verdict: which documents to add, which old ones to keep or drop."""
+
+    new_docs: list[Document] = field(default_factory=list)
+    restat: dict[str, tuple[int, int]] = field(default_factory=dict)  # doc_id -> new stat
+    seen_docs: set[str] = field(default_factory=set)
+    seen_paths: set[str] = field(default_factory=set)
+    unchanged_paths: set[str] = field(default_factory=set)  # same size and mtime: not read
+    unreadable_paths: set[str] = field(default_factory=set)  # keep their old documents
+
+
+def run_index(
+    request: IndexRequest,
+    *,
+    encoder_factory: EncoderFactory | None = None,
+    progress: ProgressFn | None = None,
+) -> RunReport:
+    started = time.monotonic()
+    root = request.root
+    report = RunReport(index=str(root))
+    with store.write_lock(root, wait=request.wait):
+        try:
+            live = store.open_index(root)
+        except IndexNotFound:
+            live = None
+        except (IndexCorrupt, IncompatibleIndex):
+            if not request.rebuild:
+                raise
+            live = None
+        manifest = live.manifest if live else None
+        previous = _Previous.load(live) if live and not request.rebuild else None
+        model = _choose_model(request, None if request.rebuild else manifest)
+        report.model = model.name
+        roots, options = _effective_sources(request, manifest)
+        plan = _scan(request, roots, options, previous, report, progress)
+        removed_ids = _removed_documents(plan, previous, roots)
+        new_rows, vectors = _chunk_and_encode(
+            plan.new_docs, model, request, previous, report, encoder_factory, progress
+        )
+        _count(report, plan, previous, removed_ids)
+        remembered = manifest["sources"] if manifest else None
+        changed = bool(new_rows or removed_ids or plan.restat or request.rebuild)
+        if changed or remembered != {"roots": roots, "options": _jsonable(options)}:
+            _write(
+                request,
+                model,
+                roots,
+                options,
+                previous,
+                plan,
+                removed_ids,
+                new_rows,
+                vectors,
+                report,
+            )
+        elif live:
+            report.documents = live.manifest["counts"]["documents"]
+            report.chunks = live.live_count
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:
+    asked = request.model or os.environ.get("BIENC_MODEL")
+    if manifest is None:
+        return resolve_model(asked)
+    stored = manifest["model"]
+    if asked is None:
+        try:
+            model = resolve_model(stored["name"])
+        except ModelUnavailable:
+            model = resolve_model(stored["path"])  # the name moved; the folder may still be there
+    else:
+        model = resolve_model(asked)
+    if model.fingerprint != stored["fingerprint"] or model.dim != stored["dim"]:
+        raise IncompatibleIndex(
+            f"index at {request.root} was built with {stored['name']} ({stored['dim']}-d), "
+            f"not {model.name} ({model.dim}-d); pass --model {stored['name']} "
+            "or rebuild with --rebuild"
+        )
+    return model
+
+
+def _effective_sources(
+    request: IndexRequest, manifest: dict[str, Any] | None
+) -> tuple[list[str], dict[str, Any]]:
+    """Roots to scan and the options to scan them with.
+
+    Every remembered root is scanned again, so that a plain re-run sees deletions everywhere;
+    options set in this run replace the remembered ones. ``--rebuild`` with sources forgets
+    the old roots.
+    """
+    stored = manifest["sources"] if manifest else {"roots": [], "options": {}}
+    defaults = dataclasses.asdict(SourceOptions()) | {"text_columns": (), "id_column": None}
+    options = defaults | stored["options"] | request.options
+    given = [_absolute_source(s) for s in request.sources]
+    remembered = [] if (request.rebuild and given) else existing_roots(stored["roots"])
+    roots = list(dict.fromkeys([*remembered, *given]))
+    if not roots and not request.stdin_paths:
+        raise UsageError(
+            "nothing to index: give one or more SOURCE paths (or - to read them from stdin)"
+        )
+    return roots, options
+
+
+def existing_roots(roots: Sequence[str]) -> list[str]:
+    """Remembered roots that still exist; documents under vanished ones are then removed
+    because their files are gone, instead of the run failing on a missing path."""
+    return [
+        r
+        for r in roots
+        if os.path.exists(r) or (glob.has_magic(r) and glob.glob(r, recursive=True))
+    ]
+
+
+def _absolute_source(source: str) -> str:
+    expanded = os.path.expanduser(source)
+    return expanded if os.path.isabs(expanded) else os.path.abspath(expanded)
+
+
+def _scan(
+    request: IndexRequest,
+    roots: list[str],
+    options: dict[str, Any],
+    previous: _Previous | None,
+    report: RunReport,
+    progress: ProgressFn | None,
+) -> _Plan:
+    source_options = SourceOptions(**{k: _tuple(options[k]) for k in SOURCE_OPTION_NAMES})
+    table_options = TableOptions(
+        text_columns=tuple(options["text_columns"] or ()), id_column=options["id_column"]
+    )
+    plan = _Plan()
+    files = 0
+    for item in discover(roots, source_options, stdin_paths=request.stdin_paths):
+        if isinstance(item, Skipped):
+            report.skipped.append(item)
+            continue
+        plan.seen_paths.add(item.path)
+        files += 1
+        if progress:
+            progress("scan", files, None)
+        if previous and previous.file_stat.get(item.path) == (item.size, item.mtime_ns):
+            plan.unchanged_paths.add(item.path)
+            continue
+        for event in read_file(item, table_options):
+            if isinstance(event, Document):
+                _plan_document(plan, previous, event)
+            elif isinstance(event, Note):
+                report.notes.append(event)
+            else:
+                report.skipped.append(event)
+                if event.error and event.row_id is None and os.path.exists(item.path):
+                    plan.unreadable_paths.add(item.path)  # maybe transient: keep what we had
+    return plan
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _plan_document(plan: _Plan, previous: _Previous | None, doc: Document) -> None:
+    if doc.doc_id in plan.seen_docs:
+        return  # the same document reached twice (e.g. a file given twice)
+    plan.seen_docs.add(doc.doc_id)
+    if previous and previous.doc_hash.get(doc.doc_id) == text_hash(doc.text):
+        plan.restat[doc.doc_id] = (doc.size, doc.mtime_ns)
+    else:
+        plan.new_docs.append(doc)
+
+
+def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]) -> set[str]:
+    """Old documents that are gone: replaced, deleted, ignored now, or no longer in their file."""
+    if previous is None:
+        return set()
+    replaced = {d.doc_id for d in plan.new_docs}
+    removed = set()
+    exists: dict[str, bool] = {}
+    for doc_id, path in previous.doc_path.items():
+        if doc_id in replaced:
+            removed.add(doc_id)
+        elif path in plan.unchanged_paths or path in plan.unreadable_paths:
+            continue
+        elif path in plan.seen_paths:
+            if doc_id not in plan.seen_docs:
+                removed.add(doc_id)  # a row that left its table, or a file now empty/binary
+        elif _under(path, roots):
+            removed.add(doc_id)  # deleted, or now ignored / excluded
+        else:
+            if path not in exists:
+                exists[path] = os.path.exists(path)
+            if not exists[path]:
+                removed.add(doc_id)
+    return removed
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(
+        fnmatch.fnmatch(path, r)
+        if glob.has_magic(r)
+        else path == r or path.startswith(r.rstrip(os.sep) + os.sep)
+        for r in roots
+    )
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+@dataclass
+class _Row:
+    doc: Document
+    chunk: Chunk
+    doc_hash: str
+    chunk_hash: str
+    n_chunks: int
+
+
+def _chunk_and_encode(
+    docs: list[Document],
+    model: ModelInfo,
+    request: IndexRequest,
+    previous: _Previous | None,
+    report: RunReport,
+    encoder_factory: EncoderFactory | None,
+    progress: ProgressFn | None,
+) -> tuple[list[_Row], np.ndarray | None]:
+    import numpy as np
+
+    if not docs:
+        return [], None
+    chunker = Chunker.for_model(
+        load_tokenizer(model), model.max_seq_length, request.settings.overlap
+    )
+    rows: list[_Row] = []
+    for doc in docs:
+        chunks = chunker.chunk(doc.text)
+        if not chunks:
+            report.skipped.append(Skipped(doc.path, "no text to index", row_id=doc.row_id))
+            continue
+        doc_hash = text_hash(doc.text)
+        for chunk in chunks:
+            rows.append(_Row(doc, chunk, doc_hash, text_hash(chunk.text), len(chunks)))
+    vectors = np.zeros((len(rows), model.dim), dtype=np.float32)
+    reuse = previous.chunk_label if previous and not request.rebuild else {}
+    to_encode = [i for i, r in enumerate(rows) if r.chunk_hash not in reuse]
+    reused = [i for i, r in enumerate(rows) if r.chunk_hash in reuse]
+    if reused:
+        index = previous.generation.load_hnsw()  # type: ignore[union-attr]
+        labels = [reuse[rows[i].chunk_hash] for i in reused]
+        vectors[reused] = index.get_items(labels, return_type="numpy")
+    if to_encode:
+        encoder = (encoder_factory or load_encoder)(model)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress("encode", done, len(to_encode))
+
+        encoded = encoder.encode(
+            [rows[i].chunk.text for i in to_encode],
+            batch_size=request.settings.batch_size,
+            progress=advance,
+        )
+        vectors[to_encode] = encoded
+    report.chunks_encoded = len(to_encode)
+    report.chunks_reused = len(reused)
+    return rows, vectors
+
+
+def _count(report: RunReport, plan: _Plan, previous: _Previous | None, removed: set[str]) -> None:
+    old_ids = set(previous.doc_path) if previous else set()
+    new_ids = {d.doc_id for d in plan.new_docs}
+    report.added = len(new_ids - old_ids)
+    report.updated = len(new_ids & old_ids)
+    report.removed = len(removed - new_ids)
+    report.unchanged = len(old_ids - removed - new_ids)
+
+
+def _write(
+    request: IndexRequest,
+    model: ModelInfo,
+    roots: list[str],
+    options: dict[str, Any],
+    previous: _Previous | None,
+    plan: _Plan,
+    removed_ids: set[str],
+    new_rows: list[_Row],
+    vectors: np.ndarray | None,
+    report: RunReport,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    settings = request.settings
+    old_manifest = previous.generation.manifest if previous else None
+    next_label = old_manifest["counts"]["next_label"] if old_manifest else 0
+    kept = previous.table if previous else store.sidecar_schema().empty_table()
+    removed_labels: list[int] = []
+    if previous and removed_ids:
+        drop = pc.is_in(kept["doc_id"], pa.array(sorted(removed_ids), pa.string()))
+        removed_labels = kept.filter(drop)["label"].to_pylist()
+        kept = kept.filter(pc.invert(drop))
+    if plan.restat:
+        kept = _restat(kept, plan.restat)
+    new_labels = list(range(next_label, next_label + len(new_rows)))
+    table = pa.concat_tables([kept, _rows_table(new_rows, new_labels)]).sort_by("label")
+
+    old_deleted = old_manifest["counts"]["deleted"] if old_manifest else 0
+    deleted = old_deleted + len(removed_labels)
+    live = table.num_rows
+    compact = deleted > 0 and deleted > settings.compact_ratio * (live + deleted)
+    hnsw = _build_graph(
+        previous, kept, removed_labels, new_labels, vectors, model, settings, compact
+    )
+    if compact:
+        deleted = 0
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    documents = len(set(table["doc_id"].to_pylist()))
+    manifest = {
+        "format": store.FORMAT,
+        "format_version": store.FORMAT_VERSION,
+        "bienc_version": __version__,
+        "created_at": old_manifest["created_at"] if old_manifest else now,
+        "updated_at": now,
+        "model": {
+            "name": model.name,
+            "path": model.path,
+            "fingerprint": model.fingerprint,
+            "dim": model.dim,
+            "max_seq_length": model.max_seq_length,
+            "pooling": model.pooling,
+            "normalize": True,  # bienc stores unit vectors whatever the model does
+        },
+        "chunking": {
+            "tokenizer": "model",
+            "max_tokens": model.max_seq_length,
+            "overlap": settings.overlap,
+        },
+        "hnsw": {
+            "space": "cosine",
+            "M": settings.M,
+            "ef_construction": settings.ef_construction,
+            "ef": settings.ef,
+            "max_elements": hnsw.get_max_elements(),
+            "elements": hnsw.element_count,
+        },
+        "counts": {
+            "documents": documents,
+            "chunks": live,
+            "deleted": deleted,
+            "next_label": next_label + len(new_rows),
+        },
+        "sources": {"roots": roots, "options": _jsonable(options)},
+        "last_run": {
+            "added": report.added,
+            "updated": report.updated,
+            "removed": report.removed,
+            "unchanged": report.unchanged,
+            "skipped": len(report.skipped),
+            "errors": len(report.errors),
+        },
+    }
+    generation = store.write_generation(request.root, hnsw, table, manifest)
+    report.generation = int(generation.name[1:])
+    report.documents = documents
+    report.chunks = live
+    report.compacted = compact
+
+
+def _build_graph(previous, kept, removed_labels, new_labels, vectors, model, settings, compact):
+    """The HNSW graph for the new generation: the old one patched, or rebuilt compactly."""
+    capacity = kept.num_rows + len(new_labels)
+    if previous is not None and not compact:
+        hnsw = previous.generation.load_hnsw(capacity=previous_elements(previous) + len(new_labels))
+        for label in removed_labels:
+            hnsw.mark_deleted(label)
+    else:
+        hnsw = store.new_hnsw(
+            model.dim, capacity, M=settings.M, ef_construction=settings.ef_construction
+        )
+        if previous is not None and kept.num_rows:
+            old = previous.generation.load_hnsw()
+            labels = kept["label"].to_pylist()
+            hnsw.add_items(old.get_items(labels, return_type="numpy"), labels)
+    if new_labels:
+        hnsw.add_items(vectors, new_labels)
+    hnsw.set_ef(settings.ef)
+    return hnsw
+
+
+def previous_elements(previous: _Previous) -> int:
+    return int(previous.generation.manifest["hnsw"]["elements"])
+
+
+def _restat(table: pa.Table, restat: dict[str, tuple[int, int]]) -> pa.Table:
+    """Record the new size and mtime of documents whose content did not change."""
+    import pyarrow as pa
+
+    doc_ids = table["doc_id"].to_pylist()
+    sizes = table["size"].to_pylist()
+    mtimes = table["mtime_ns"].to_pylist()
+    for i, doc_id in enumerate(doc_ids):
+        if doc_id in restat:
+            sizes[i], mtimes[i] = restat[doc_id]
+    table = table.set_column(
+        table.schema.get_field_index("size"), "size", pa.array(sizes, pa.int64())
+    )
+    return table.set_column(
+        table.schema.get_field_index("mtime_ns"), "mtime_ns", pa.array(mtimes, pa.int64())
+    )
+
+
+def _rows_table(rows: list[_Row], labels: list[int]) -> pa.Table:
+    import pyarrow as pa
+
+    columns: dict[str, list[Any]] = {name: [] for name in store.sidecar_schema().names}
+    for label, row in zip(labels, rows):
+        doc, chunk = row.doc, row.chunk
+        columns["label"].append(label)
+        columns["doc_id"].append(_clean(doc.doc_id))
+        columns["path"].append(_clean(doc.path))
+        columns["row_id"].append(None if doc.row_id is None else _clean(doc.row_id))
+        columns["kind"].append(doc.kind)
+        columns["chunk"].append(chunk.index)
+        columns["n_chunks"].append(row.n_chunks)
+        columns["char_start"].append(chunk.char_start)
+        columns["char_end"].append(chunk.char_end)
+        columns["line_start"].append(chunk.line_start)
+        columns["line_end"].append(chunk.line_end)
+        columns["n_tokens"].append(chunk.n_tokens)
+        columns["doc_hash"].append(row.doc_hash)
+        columns["chunk_hash"].append(row.chunk_hash)
+        columns["size"].append(doc.size)
+        columns["mtime_ns"].append(doc.mtime_ns)
+        columns["encoding"].append(doc.encoding)
+        columns["text"].append(_clean(chunk.text))
+        columns["meta"].append(
+            _clean(json.dumps(doc.meta, ensure_ascii=False, default=str)) if doc.meta else None
+        )
+    return pa.Table.from_pydict(columns, schema=store.sidecar_schema())
+
+
+def _clean(text: str) -> str:
+    """Parquet strings must be valid UTF-8: replace lone surrogates (e.g. from JSON escapes)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}

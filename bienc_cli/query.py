@@ -1,0 +1,237 @@
+"""`bienc query`: encode the query, search the graph, and return documents (or chunks).
+
+Scores are cosine similarities between the query's vector and a chunk's vector, in [-1, 1];
+a document's score is its best chunk's.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bienc_cli import store
+from bienc_cli.encoder import Encoder, ModelInfo, describe_model, load_encoder, resolve_model
+from bienc_cli.errors import ModelUnavailable, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+EncoderFactory = Callable[[ModelInfo], Encoder]
+
+# Columns a hit needs from the sidecar (everything but the hashes).
+_HIT_COLUMNS = (
+    "label", "doc_id", "path", "row_id", "kind", "chunk", "n_chunks",
+    "char_start", "char_end", "line_start", "line_end", "text", "meta",
+)  # fmt: skip
+# Exact search instead of the graph when a filter leaves at most this many chunks: exact is
+# then both faster and complete (a filtered HNSW search can miss rare matches).
+_EXACT_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    k: int = 10
+    chunks: bool = False  # one hit per chunk instead of one per document
+    min_score: float | None = None
+    path_globs: tuple[str, ...] = ()  # keep hits whose path matches any of these
+    where: tuple[tuple[str, str], ...] = ()  # table metadata COLUMN=VALUE, all must match
+    ef: int | None = None  # search breadth; default: the index's stored ef
+
+
+@dataclass
+class Hit:
+    query: str
+    rank: int  # 1-based, per query
+    score: float  # cosine similarity
+    doc_id: str
+    path: str
+    row_id: str | None
+    kind: str
+    chunk: int
+    n_chunks: int
+    char_start: int
+    char_end: int
+    line_start: int
+    line_end: int
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def search(
+    index_root,
+    queries: Sequence[str],
+    options: QueryOptions,
+    *,
+    encoder_factory: EncoderFactory | None = None,
+) -> list[list[Hit]]:
+    """Hits for each query, best first. Opens the index, encodes the queries, searches."""
+    generation = store.open_index(index_root)
+    if options.k < 1:
+        raise UsageError("-k must be at least 1")
+    live = generation.live_count
+    if live == 0 or not queries:
+        return [[] for _ in queries]
+    allowed = _allowed_labels(generation, options)
+    encoder = (encoder_factory or load_encoder)(_index_model(generation))
+    vectors = encoder.encode(list(queries))
+    if allowed is not None and len(allowed) <= _EXACT_LIMIT:
+        candidates = _exact(generation, vectors, allowed, options)
+    else:
+        candidates = _approximate(generation, vectors, allowed, options)
+    rows = _rows(generation, {label for found in candidates for label, _ in found})
+    results = []
+    for text, found in zip(queries, candidates):
+        hits = [_hit(text, rows[label], score) for label, score in found]
+        if not options.chunks:
+            hits = _best_chunk_per_document(hits)
+        if options.min_score is not None:
+            hits = [h for h in hits if h.score >= options.min_score]
+        hits = hits[: options.k]
+        for rank, hit in enumerate(hits, 1):
+            hit.rank = rank
+        results.append(hits)
+    return results
+
+
+def _index_model(generation: store.Generation) -> ModelInfo:
+    """The model the index was built with: its folder if still there, else by name."""
+    stored = generation.manifest["model"]
+    if os.path.isdir(stored["path"]):
+        model = describe_model(stored["name"], stored["path"])
+    else:
+        model = resolve_model(stored["name"])
+    if model.dim != stored["dim"]:
+        raise ModelUnavailable(
+            f"model {stored['name']} now gives {model.dim}-d vectors but the index holds "
+            f"{stored['dim']}-d ones; rebuild it with `bienc index --rebuild`"
+        )
+    return model
+
+
+def _fetch_size(generation: store.Generation, options: QueryOptions, live: int) -> int:
+    """Chunks to fetch so that, after grouping by document, ``k`` documents remain."""
+    if options.chunks and options.min_score is None:
+        return min(options.k, live)
+    return min(live, max(4 * options.k, 50))
+
+
+def _approximate(generation, vectors, allowed, options) -> list[list[tuple[int, float]]]:
+    live = generation.live_count if allowed is None else len(allowed)
+    fetch = _fetch_size(generation, options, live)
+    index = generation.load_hnsw()
+    index.set_ef(max(options.ef or generation.manifest["hnsw"]["ef"], fetch))
+    filter_fn = (lambda label: label in allowed) if allowed is not None else None
+    while True:
+        labels, scores = store.knn(index, vectors, fetch, live=live, filter=filter_fn)
+        found = [list(zip(map(int, ls), map(float, ss))) for ls, ss in zip(labels, scores)]
+        if (
+            options.chunks
+            or fetch >= live
+            or all(_enough_documents(generation, f, options) for f in found)
+        ):
+            return found
+        fetch = min(live, fetch * 4)  # many chunks of few documents: look further
+        index.set_ef(max(index.ef, fetch))
+
+
+def _enough_documents(generation, found, options) -> bool:
+    rows = _rows(generation, {label for label, _ in found}, columns=("label", "doc_id"))
+    return len({rows[label]["doc_id"] for label, _ in found}) >= options.k
+
+
+def _exact(
+    generation, vectors: np.ndarray, allowed: set[int], options
+) -> list[list[tuple[int, float]]]:
+    import numpy as np
+
+    if not allowed:
+        return [[] for _ in vectors]
+    labels = np.array(sorted(allowed), dtype=np.uint64)
+    matrix = generation.load_hnsw().get_items(labels, return_type="numpy")
+    scores = vectors @ matrix.T
+    order = np.argsort(-scores, axis=1)
+    return [[(int(labels[j]), float(row[j])) for j in idx] for row, idx in zip(scores, order)]
+
+
+def _allowed_labels(generation: store.Generation, options: QueryOptions) -> set[int] | None:
+    """Labels that pass --path and --where, or None when there is no filter."""
+    if not options.path_globs and not options.where:
+        return None
+    table = generation.read_sidecar(columns=("label", "path", "meta"))
+    data = table.to_pydict()
+    allowed = set()
+    cwd = os.getcwd()
+    for label, path, meta in zip(data["label"], data["path"], data["meta"]):
+        if options.path_globs and not _path_matches(path, options.path_globs, cwd):
+            continue
+        if options.where and not _meta_matches(meta, options.where):
+            continue
+        allowed.add(label)
+    return allowed
+
+
+def _path_matches(path: str, globs: Sequence[str], cwd: str) -> bool:
+    relative = os.path.relpath(path, cwd)
+    candidates = (path, relative, os.path.basename(path))
+    return any(fnmatch.fnmatch(c, g) for g in globs for c in candidates)
+
+
+def _meta_matches(meta: str | None, where: Sequence[tuple[str, str]]) -> bool:
+    values = json.loads(meta) if meta else {}
+    return all(column in values and _as_text(values[column]) == value for column, value in where)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def parse_where(expressions: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    parsed = []
+    for expression in expressions:
+        column, sep, value = expression.partition("=")
+        if not sep or not column.strip():
+            raise UsageError(f"--where expects COLUMN=VALUE, got {expression!r}")
+        parsed.append((column.strip(), value))
+    return tuple(parsed)
+
+
+def _rows(generation, labels: set[int], columns: Sequence[str] = _HIT_COLUMNS) -> dict[int, dict]:
+    import pyarrow.compute as pc
+
+    if not labels:
+        return {}
+    table = generation.read_sidecar(columns=columns, filters=pc.field("label").isin(sorted(labels)))
+    return {row["label"]: row for row in table.to_pylist()}
+
+
+def _hit(query: str, row: dict[str, Any], score: float) -> Hit:
+    return Hit(
+        query=query,
+        rank=0,
+        score=score,
+        doc_id=row["doc_id"],
+        path=row["path"],
+        row_id=row["row_id"],
+        kind=row["kind"],
+        chunk=row["chunk"],
+        n_chunks=row["n_chunks"],
+        char_start=row["char_start"],
+        char_end=row["char_end"],
+        line_start=row["line_start"],
+        line_end=row["line_end"],
+        text=row["text"],
+        meta=json.loads(row["meta"]) if row["meta"] else {},
+    )
+
+
+def _best_chunk_per_document(hits: list[Hit]) -> list[Hit]:
+    best: dict[str, Hit] = {}
+    for hit in hits:  # hits arrive best first
+        best.setdefault(hit.doc_id, hit)
+    return list(best.values())

@@ -1,0 +1,369 @@
+"""The index on disk: generations, the manifest, the sidecar and the HNSW graph.
+
+Layout of an index folder::
+
+    INDEX/
+      CURRENT          name of the live generation, replaced atomically (write + rename)
+      lock             writers hold an exclusive flock on it
+      g000007/         one complete generation
+        vectors.hnsw   hnswlib graph, cosine space
+        chunks.parquet the sidecar: one row per vector, keyed by ``label``
+        manifest.json  written last: everything hnswlib does not record, and file checksums
+
+A writer builds a new generation folder beside the live one, fsyncs it, and only then points
+CURRENT at it. A crash at any moment leaves CURRENT naming a complete generation, so readers
+never see a mix. The previous generation is kept one step, for readers that opened it just
+before the switch; older ones are removed.
+
+This is the only module that imports hnswlib, and hnswlib's cosine distance (1 - cos) is
+turned into a similarity here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bienc_cli import __version__
+from bienc_cli.errors import (
+    IncompatibleIndex,
+    IndexCorrupt,
+    IndexLocked,
+    IndexNotFound,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    import hnswlib
+    import numpy as np
+    import pyarrow as pa
+
+FORMAT = "bienc-index"
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+LOCK = "lock"
+MANIFEST = "manifest.json"
+VECTORS = "vectors.hnsw"
+SIDECAR = "chunks.parquet"
+DEFAULT_INDEX = ".bienc"
+
+
+def index_path(option: str | None) -> Path:
+    """The index folder: --index, else $BIENC_INDEX, else ./.bienc."""
+    return Path(option or os.environ.get("BIENC_INDEX") or DEFAULT_INDEX)
+
+
+def sidecar_schema() -> pa.Schema:
+    """The sidecar's explicit schema (format version 1). Documented in the README."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("label", pa.int64()),  # the vector's label in vectors.hnsw
+            ("doc_id", pa.string()),  # absolute path, or "path#row_id" for table rows
+            ("path", pa.string()),  # absolute path of the source file
+            ("row_id", pa.string()),  # table rows only
+            ("kind", pa.string()),  # text | markdown | rst | code | html | pdf | table
+            ("chunk", pa.int32()),  # 0-based chunk number within the document
+            ("n_chunks", pa.int32()),
+            ("char_start", pa.int64()),  # offsets into the document's extracted text
+            ("char_end", pa.int64()),
+            ("line_start", pa.int32()),  # 1-based, inclusive
+            ("line_end", pa.int32()),
+            ("n_tokens", pa.int32()),
+            ("doc_hash", pa.string()),  # sha256 of the document's text (hex, 32 chars)
+            ("chunk_hash", pa.string()),  # sha256 of the chunk's text (hex, 32 chars)
+            ("size", pa.int64()),  # source file size, bytes
+            ("mtime_ns", pa.int64()),  # source file modification time
+            ("encoding", pa.string()),
+            ("text", pa.string()),  # the chunk's text, exactly as encoded
+            ("meta", pa.string()),  # table rows: the other columns, as a JSON object
+        ]
+    )
+
+
+@dataclass
+class Generation:
+    """A complete, readable generation of an index."""
+
+    root: Path  # the index folder
+    dir: Path  # the generation folder
+    manifest: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["model"]["dim"])
+
+    @property
+    def live_count(self) -> int:
+        return int(self.manifest["counts"]["chunks"])
+
+    def load_hnsw(self, *, capacity: int | None = None) -> hnswlib.Index:
+        """The HNSW graph, with ``ef`` restored (hnswlib does not persist it)."""
+        import hnswlib
+
+        params = self.manifest["hnsw"]
+        index = hnswlib.Index(space=params["space"], dim=self.dim)
+        path = self.dir / VECTORS
+        try:
+            index.load_index(str(path), max_elements=max(capacity or 0, params["max_elements"]))
+        except (RuntimeError, OSError) as exc:
+            raise IndexCorrupt(f"cannot load {path}: {exc}; run `bienc index --rebuild`") from exc
+        index.set_ef(int(params["ef"]))
+        return index
+
+    def read_sidecar(self, columns: Sequence[str] | None = None, filters: Any = None) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        path = self.dir / SIDECAR
+        try:
+            return pq.read_table(path, columns=list(columns) if columns else None, filters=filters)
+        except (OSError, ValueError) as exc:
+            raise IndexCorrupt(f"cannot read {path}: {exc}; run `bienc index --rebuild`") from exc
+
+
+def open_index(root: Path) -> Generation:
+    """The live generation of the index at ``root``.
+
+    Raises IndexNotFound, IndexCorrupt, or IncompatibleIndex for another format version.
+    """
+    for attempt in range(3):
+        try:
+            name = (root / CURRENT).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            if root.is_dir() and any(root.glob("g*/" + MANIFEST)):
+                raise IndexCorrupt(f"{root}/{CURRENT} is missing; run `bienc verify --repair`")
+            raise IndexNotFound(
+                f"no bienc index at {root}; create one with `bienc index SOURCE --index {root}`"
+            ) from None
+        except OSError as exc:
+            raise IndexCorrupt(f"cannot read {root / CURRENT}: {exc.strerror}") from exc
+        try:
+            manifest = json.loads((root / name / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            # A writer may have switched generations and removed this one between our two
+            # reads; CURRENT then names a newer one. Try again before calling it damaged.
+            if attempt < 2:
+                time.sleep(0.05)
+                continue
+            raise IndexCorrupt(f"{root / name / MANIFEST} is missing") from None
+        except (OSError, ValueError) as exc:
+            raise IndexCorrupt(f"cannot read {root / name / MANIFEST}: {exc}") from exc
+        _check_format(root, manifest)
+        return Generation(root=root, dir=root / name, manifest=manifest)
+    raise AssertionError("unreachable")
+
+
+def _check_format(root: Path, manifest: dict[str, Any]) -> None:
+    if manifest.get("format") != FORMAT:
+        raise IndexCorrupt(f"{root} does not hold a bienc index")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IncompatibleIndex(
+            f"index at {root} uses format version {version}; this bienc (v{__version__}) reads "
+            f"version {FORMAT_VERSION}: rebuild it with `bienc index --rebuild`"
+        )
+
+
+def similarities(distances: np.ndarray) -> np.ndarray:
+    """hnswlib's cosine distance is 1 - cos; bienc reports cosine similarity."""
+    return 1.0 - distances
+
+
+def new_hnsw(dim: int, capacity: int, *, M: int, ef_construction: int) -> hnswlib.Index:
+    import hnswlib
+
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.init_index(max_elements=max(capacity, 1), ef_construction=ef_construction, M=M)
+    return index
+
+
+def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=None):
+    """Labels and cosine similarities of the ``k`` nearest items.
+
+    ``k`` is clamped to the live count: hnswlib raises "Cannot return the results in a
+    contiguous 2D array" when asked for more items than it can find.
+    """
+    k = max(0, min(k, live))
+    if k == 0:
+        import numpy as np
+
+        return np.zeros((len(vectors), 0), dtype=np.uint64), np.zeros((len(vectors), 0))
+    if index.ef < k:
+        index.set_ef(k)
+    labels, distances = index.knn_query(vectors, k=k, filter=filter)
+    return labels, similarities(distances)
+
+
+@contextlib.contextmanager
+def write_lock(root: Path, *, wait: float | None) -> Iterator[None]:
+    """Hold the index's writer lock. ``wait``: None = as long as it takes, 0 = not at all."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _storage_error(root, exc) from exc
+    try:
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    holder = _lock_holder(fd)
+                    raise IndexLocked(
+                        f"index at {root} is being written by another bienc process{holder}; "
+                        "try again later or pass --wait SECONDS"
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+def write_generation(
+    root: Path, hnsw: hnswlib.Index, sidecar: pa.Table, manifest: dict[str, Any]
+) -> Path:
+    """Write a complete new generation and make it the live one. Call under ``write_lock``.
+
+    Everything is written into a temporary folder, fsynced, renamed to its final name, and
+    only then published by replacing CURRENT; a failure at any step leaves the previous
+    generation live and removes the partial one.
+    """
+    import pyarrow.parquet as pq
+
+    number = _next_generation_number(root)
+    final = root / f"g{number:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-g{number:06d}-", dir=root))
+    try:
+        hnsw.save_index(str(tmp / VECTORS))
+        pq.write_table(sidecar, tmp / SIDECAR, compression="zstd", row_group_size=8192)
+        manifest = dict(manifest, generation=number, files=_checksums(tmp, (VECTORS, SIDECAR)))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        for name in (VECTORS, SIDECAR, MANIFEST):
+            _fsync_file(tmp / name)
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _publish(root, final.name)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _current_name(root) != final.name:  # renamed but never published
+            shutil.rmtree(final, ignore_errors=True)
+        raise _storage_error(root, exc) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _remove_old_generations(root, keep={final.name, *_previous(root, final.name)})
+    return final
+
+
+def _publish(root: Path, name: str) -> None:
+    tmp = root / f".{CURRENT}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / CURRENT)  # atomic: readers see the old name or the new one
+    _fsync_dir(root)
+
+
+def _current_name(root: Path) -> str | None:
+    try:
+        return (root / CURRENT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def _generations(root: Path) -> list[str]:
+    return sorted(p.name for p in root.glob("g[0-9]*") if p.is_dir())
+
+
+def _next_generation_number(root: Path) -> int:
+    names = _generations(root)
+    return int(names[-1][1:]) + 1 if names else 1
+
+
+def _previous(root: Path, current: str) -> list[str]:
+    older = [n for n in _generations(root) if n < current and (root / n / MANIFEST).exists()]
+    return older[-1:]
+
+
+def _remove_old_generations(root: Path, keep: set[str]) -> None:
+    """Remove superseded generations and leftovers of interrupted writes (best effort)."""
+    for path in root.iterdir():
+        stale_tmp = path.name.startswith((".tmp-g", f".{CURRENT}.tmp"))
+        old_generation = path.name.startswith("g") and path.is_dir() and path.name not in keep
+        if stale_tmp or old_generation:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def _checksums(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in names:
+        digest = hashlib.sha256()
+        with open(folder / name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        out[name] = {"bytes": (folder / name).stat().st_size, "sha256": digest.hexdigest()}
+    return out
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _storage_error(root: Path, exc: OSError) -> StorageError:
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+    }
+    reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+    return StorageError(
+        f"cannot write the index at {root}: {reason}; the previous index is unchanged"
+    )
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes used by the live and kept generations."""
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())

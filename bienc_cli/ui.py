@@ -1,0 +1,201 @@
+"""Rendering: records in, text out. Results go to stdout; progress, summaries and errors to stderr.
+
+rich is used only when writing to a terminal; pipes get plain, stable formats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from bienc_cli.indexing import ProgressFn, RunReport
+    from bienc_cli.query import Hit
+
+HIT_FORMATS = ("table", "json", "jsonl", "tsv", "csv", "paths")
+_CSV_FIELDS = (
+    "query",
+    "rank",
+    "score",
+    "path",
+    "row_id",
+    "line_start",
+    "line_end",
+    "chunk",
+    "snippet",
+)
+
+
+def display_path(path: str, cwd: str | None = None) -> str:
+    """The path relative to the current folder when it is inside it, else absolute."""
+    cwd = cwd or os.getcwd()
+    if path == cwd or path.startswith(cwd.rstrip(os.sep) + os.sep):
+        return os.path.relpath(path, cwd)
+    return path
+
+
+def snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+
+
+def location(hit: Hit) -> str:
+    """Where a hit is, the way editors and grep print it: path:line or table#row."""
+    path = display_path(hit.path)
+    if hit.row_id is not None:
+        return f"{path}#{hit.row_id}"
+    if hit.line_start == hit.line_end:
+        return f"{path}:{hit.line_start}"
+    return f"{path}:{hit.line_start}-{hit.line_end}"
+
+
+def hit_record(hit: Hit) -> dict[str, Any]:
+    return {
+        "query": hit.query,
+        "rank": hit.rank,
+        "score": round(hit.score, 4),
+        "path": display_path(hit.path),
+        "doc_id": hit.doc_id,
+        "row_id": hit.row_id,
+        "kind": hit.kind,
+        "chunk": hit.chunk,
+        "n_chunks": hit.n_chunks,
+        "line_start": hit.line_start,
+        "line_end": hit.line_end,
+        "char_start": hit.char_start,
+        "char_end": hit.char_end,
+        "snippet": snippet(hit.text),
+        "text": hit.text,
+        "meta": hit.meta,
+    }
+
+
+def write_hits(
+    results: Sequence[Sequence[Hit]], fmt: str, out: TextIO, *, null: bool = False
+) -> None:
+    """Write query results in one of HIT_FORMATS."""
+    hits = [hit for per_query in results for hit in per_query]
+    several = len(results) > 1
+    if fmt == "json":
+        json.dump([hit_record(h) for h in hits], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for hit in hits:
+            out.write(json.dumps(hit_record(hit), ensure_ascii=False) + "\n")
+    elif fmt == "tsv":
+        for hit in hits:
+            fields = [f"{hit.score:.4f}", location(hit), snippet(hit.text)]
+            out.write("\t".join(([_one_line(hit.query)] if several else []) + fields) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(
+            out, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        for hit in hits:
+            writer.writerow(hit_record(hit))
+    elif fmt == "paths":
+        end = "\0" if null else "\n"
+        for path in dict.fromkeys(display_path(h.path) for h in hits):
+            out.write(path + end)
+    else:
+        _hits_table(results, out)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _hits_table(results: Sequence[Sequence[Hit]], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out)
+    for hits in results:
+        if not hits:
+            continue
+        table = Table(title=f"[bold]{hits[0].query}[/]" if len(results) > 1 else None, expand=True)
+        table.add_column("score", justify="right", style="cyan", no_wrap=True)
+        table.add_column("where", style="green", overflow="fold", ratio=2)
+        table.add_column("snippet", ratio=5)
+        for hit in hits:
+            table.add_row(f"{hit.score:.3f}", location(hit), snippet(hit.text, 200))
+        console.print(table)
+
+
+def write_report(report: RunReport, err: TextIO, *, max_skipped: int = 20) -> None:
+    """The human summary of an index run, on stderr."""
+    generation = f"generation {report.generation}" if report.generation else "nothing to write"
+    err.write(
+        f"bienc: {report.added} added, {report.updated} updated, {report.removed} removed, "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped "
+        f"({report.chunks_encoded} chunks encoded, {report.chunks_reused} reused) "
+        f"in {report.seconds:.1f}s; index: {report.documents} documents, {report.chunks} chunks, "
+        f"{generation}\n"
+    )
+    for item in report.skipped[:max_skipped]:
+        where = display_path(item.path) + (f"#{item.row_id}" if item.row_id else "")
+        err.write(f"  {'error' if item.error else 'skipped'}: {where}: {item.reason}\n")
+    if len(report.skipped) > max_skipped:
+        err.write(f"  ... and {len(report.skipped) - max_skipped} more (see --json)\n")
+    for note in report.notes[:max_skipped]:
+        err.write(f"  note: {display_path(note.path)}: {note.message}\n")
+
+
+def write_info(info: dict[str, Any], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in _flatten(info):
+        table.add_row(key, str(value))
+    Console(file=out).print(table)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            yield f"{prefix}{key}", ", ".join(map(str, value)) if value else "-"
+        else:
+            yield f"{prefix}{key}", value
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[ProgressFn | None]:
+    """A progress callback drawn on stderr, or None when stderr is not a terminal (cron)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(file=sys.stderr), transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                label = {"scan": "reading files", "encode": "encoding chunks"}.get(stage, stage)
+                tasks[stage] = bar.add_task(label, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update

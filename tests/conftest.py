@@ -1,0 +1,80 @@
+"""Shared fixtures: a deterministic fake encoder for fast tests, the real model for slow ones."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CORPUS = REPO / "sample_corpus"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+class FakeEncoder:
+    """Hashed bag of words -> unit vector. Same words, same vector; shared words, closer vectors.
+
+    Uses zlib.crc32 (stable across processes), never the salted built-in hash().
+    """
+
+    def __init__(self, dim: int = 384):
+        self.dim = dim
+        self.max_seq_length = 256
+        self.calls = 0
+        self.encoded = 0
+
+    def encode(self, texts, *, batch_size=32, progress=None):
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                h = zlib.crc32(word.encode())
+                out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
+            norm = np.linalg.norm(out[i])
+            if norm == 0:
+                out[i, 0], norm = 1.0, 1.0
+            out[i] /= norm
+        self.encoded += len(texts)
+        if progress:
+            progress(len(texts))
+        return out
+
+
+@pytest.fixture
+def fake_encoder(monkeypatch):
+    """Patch bienc to use the fake encoder everywhere; yields it to count calls."""
+    encoder = FakeEncoder()
+
+    def factory(model):
+        return encoder
+
+    monkeypatch.setattr("bienc_cli.indexing.load_encoder", factory)
+    monkeypatch.setattr("bienc_cli.query.load_encoder", factory)
+    return encoder
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A small folder of distinct documents to index."""
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "cats.md").write_text("# Cats\n\nCats purr and sleep most of the day in the sun.\n")
+    (root / "dogs.txt").write_text("Dogs bark at the postman and love long walks in the park.\n")
+    (root / "sub" / "rockets.txt").write_text("Rockets burn fuel to reach orbit around the earth.\n")
+    (root / "sub" / "bread.md").write_text("Bread dough needs flour, water, salt and yeast to rise.\n")
+    return root
+
+
+@pytest.fixture
+def sample_copy(tmp_path):
+    """A private copy of sample_corpus/ that tests may change."""
+    target = tmp_path / "sample_corpus"
+    shutil.copytree(SAMPLE_CORPUS, target)
+    return target

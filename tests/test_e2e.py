@@ -1,0 +1,127 @@
+"""End to end with the real default model, through the real CLI, on a copy of sample_corpus/."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from bienc_cli.cli import app
+from bienc_cli.errors import ExitStatus
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def bienc(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def bienc_process(*args, input=None, cwd=None):
+    """The installed entry point in a new process, exactly as a shell would run it."""
+    command = [sys.executable, "-m", "bienc_cli", *map(str, args)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run(command, input=input, capture_output=True, text=True, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def sample_index(tmp_path_factory):
+    import shutil
+
+    from tests.conftest import SAMPLE_CORPUS
+
+    base = tmp_path_factory.mktemp("e2e")
+    corpus = base / "sample_corpus"
+    shutil.copytree(SAMPLE_CORPUS, corpus)
+    root = base / "idx"
+    result = bienc("index", corpus, "--index", root, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    return corpus, root, json.loads(result.stdout)
+
+
+def test_sample_corpus_report(sample_index):
+    corpus, _, report = sample_index
+    assert report["documents"] > 40 and report["chunks"] >= report["documents"]
+    reasons = {os.path.basename(s["path"]): s["reason"] for s in report["skipped"]}
+    assert reasons["todo.txt"] == "empty"
+    notes = {os.path.basename(n["path"]) for n in report["notes"]}
+    assert "creme-brulee.txt" in notes  # Latin-1, decoded by fallback, reported
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("how do I keep basil alive indoors", "gardening/basil-indoors.md"),
+        ("why is Mars red", "astronomy/why-mars-is-red.md"),
+        ("retry a network request with exponential backoff", "programming/retry.py"),
+        ("getting over tiredness after a long flight", "travel/jet-lag.txt"),
+        ("caramelised custard dessert", "cooking/creme-brulee.txt"),
+    ],
+)
+def test_queries_find_the_right_document(sample_index, query, expected):
+    _, root, _ = sample_index
+    hits = json.loads(bienc("query", query, "--index", root, "-f", "json", "-k", "3").stdout)
+    assert hits[0]["path"].endswith(expected), hits[0]
+    assert 0.3 < hits[0]["score"] <= 1.0
+
+
+def test_html_scripts_and_styles_are_not_indexed(sample_index):
+    _, root, _ = sample_index
+    from bienc_cli import store
+
+    text = " ".join(store.open_index(root).read_sidecar(columns=["text"])["text"].to_pylist())
+    for leaked in ("cookieConsent", "openNewsletterPopup", "pageview recorded"):
+        assert leaked not in text
+
+
+def test_table_rows_filter_by_metadata(sample_index):
+    _, root, _ = sample_index
+    result = bienc("query", "comment arroser", "--index", root, "--where", "lang=fr", "-f", "json")
+    hits = json.loads(result.stdout)
+    assert hits and all(h["meta"]["lang"] == "fr" and h["path"].endswith("faq.jsonl") for h in hits)
+
+
+def test_real_process_stdout_is_clean_and_exit_codes_follow_grep(sample_index):
+    _, root, _ = sample_index
+    found = bienc_process("query", "why is Mars red", "--index", root, "-k", "2")
+    assert found.returncode == 0
+    lines = found.stdout.splitlines()
+    assert len(lines) == 2 and all(len(line.split("\t")) == 3 for line in lines)
+    assert found.stderr == ""  # no warnings, no progress bars when not on a terminal
+    none = bienc_process("query", "why is Mars red", "--index", root, "--min-score", "0.99")
+    assert none.returncode == ExitStatus.NO_RESULTS and none.stdout == ""
+
+
+def test_incremental_add_modify_delete_with_real_model(sample_index, tmp_path):
+    import shutil
+
+    corpus, root, _ = sample_index
+    work_root = tmp_path / "idx"
+    shutil.copytree(root, work_root)
+    (corpus / "astronomy" / "comets.md").write_text(
+        "# Comets\n\nA comet is a ball of ice and dust; near the Sun it grows a glowing tail.\n"
+    )
+    (corpus / "gardening" / "todo.txt").write_text("Buy slug pellets and net the strawberries.\n")
+    (corpus / "travel" / "hostels.md").unlink()
+    result = bienc("index", "--index", work_root, "--json", "-q")
+    report = json.loads(result.stdout)
+    assert (report["added"], report["removed"]) == (2, 1) and report["updated"] == 0
+    hits = json.loads(bienc("query", "icy comet tail", "--index", work_root, "-f", "json", "-k", "1").stdout)
+    assert hits[0]["path"].endswith("comets.md")
+    paths = bienc("query", "hostel dormitory", "--index", work_root, "-f", "paths", "-k", "50").stdout
+    assert "hostels.md" not in paths
+
+
+def test_importing_the_cli_loads_no_heavy_module():
+    code = (
+        "import sys, bienc_cli.cli\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'pyarrow', 'numpy')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,205 @@
+"""Incremental indexing with the fake encoder: what gets encoded, kept, replaced and removed."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bienc_cli import store
+from bienc_cli.errors import IncompatibleIndex, UsageError
+from bienc_cli.indexing import IndexRequest, run_index
+from bienc_cli.query import QueryOptions, search
+
+
+def _index(root, *sources, **kwargs):
+    return run_index(IndexRequest(root=root, sources=[str(s) for s in sources], **kwargs))
+
+
+def _docs(root):
+    table = store.open_index(root).read_sidecar(columns=["doc_id"])
+    return sorted(set(table["doc_id"].to_pylist()))
+
+
+def test_first_run_indexes_everything(tmp_path, corpus, fake_encoder):
+    report = _index(tmp_path / "idx", corpus)
+    assert (report.added, report.updated, report.removed, report.unchanged) == (4, 0, 0, 0)
+    assert report.documents == 4 and report.chunks == 4 and report.generation == 1
+    assert _docs(tmp_path / "idx") == sorted(str(p) for p in corpus.rglob("*.*"))
+    manifest = store.open_index(tmp_path / "idx").manifest
+    assert manifest["model"]["name"] == "all-MiniLM-L6-v2" and manifest["model"]["dim"] == 384
+    assert manifest["sources"]["roots"] == [str(corpus)]
+    assert manifest["counts"] == {"documents": 4, "chunks": 4, "deleted": 0, "next_label": 4}
+
+
+def test_rerun_with_nothing_changed_encodes_and_writes_nothing(tmp_path, corpus, fake_encoder, monkeypatch):
+    _index(tmp_path / "idx", corpus)
+    calls = fake_encoder.calls
+
+    def no_model(model):  # a run with nothing to do must not even load the model
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("bienc_cli.indexing.load_encoder", no_model)
+    report = run_index(IndexRequest(root=tmp_path / "idx"))  # no sources: the remembered ones
+    assert (report.added, report.updated, report.removed, report.unchanged) == (0, 0, 0, 4)
+    assert report.generation is None and fake_encoder.calls == calls
+    assert store.open_index(tmp_path / "idx").manifest["generation"] == 1
+
+
+def test_add_modify_delete(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    (corpus / "new.txt").write_text("Volcanoes erupt molten lava and ash.\n")
+    (corpus / "dogs.txt").write_text("Dogs chase cats and fetch sticks thrown far away.\n")
+    (corpus / "sub" / "bread.md").unlink()
+    before = fake_encoder.encoded
+    report = _index(root, corpus)
+    assert (report.added, report.updated, report.removed, report.unchanged) == (1, 1, 1, 2)
+    assert fake_encoder.encoded - before == 2  # only the new and the changed document
+    docs = _docs(root)
+    assert str(corpus / "sub" / "bread.md") not in docs and str(corpus / "new.txt") in docs
+    hits = search(root, ["bread dough flour yeast"], QueryOptions(k=10))[0]
+    assert all("bread" not in h.path for h in hits)  # deleted documents never come back
+    hits = search(root, ["Dogs chase cats and fetch sticks thrown far away."], QueryOptions(k=1))[0]
+    assert hits[0].path == str(corpus / "dogs.txt") and hits[0].score > 0.99
+
+
+def test_touched_but_identical_file_is_not_reencoded(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    path = corpus / "cats.md"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    before = fake_encoder.encoded
+    report = _index(root, corpus)
+    assert report.unchanged == 4 and fake_encoder.encoded == before
+    table = store.open_index(root).read_sidecar(columns=["path", "mtime_ns"]).to_pylist()
+    assert {r["mtime_ns"] for r in table if r["path"] == str(path)} == {path.stat().st_mtime_ns}
+
+
+def test_renamed_file_reuses_stored_vectors(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    (corpus / "cats.md").rename(corpus / "felines.md")
+    before = fake_encoder.encoded
+    report = _index(root, corpus)
+    assert (report.added, report.removed) == (1, 1)
+    assert report.chunks_reused == 1 and fake_encoder.encoded == before
+
+
+def test_deletions_are_compacted_past_the_threshold(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(20):
+        (docs / f"d{i}.txt").write_text(f"document number {i} about subject {i * 7}")
+    root = tmp_path / "idx"
+    _index(root, docs)
+    for i in range(3):
+        (docs / f"d{i}.txt").unlink()
+    report = _index(root, docs)
+    manifest = store.open_index(root).manifest
+    assert not report.compacted and manifest["counts"]["deleted"] == 3
+    for i in range(3, 8):
+        (docs / f"d{i}.txt").unlink()
+    report = _index(root, docs)
+    manifest = store.open_index(root).manifest
+    assert report.compacted and manifest["counts"]["deleted"] == 0
+    assert manifest["hnsw"]["elements"] == 12 == manifest["counts"]["chunks"]
+    hits = search(root, ["document number 10 about subject 70"], QueryOptions(k=3))[0]
+    assert hits[0].path == str(docs / "d10.txt")
+
+
+def test_rebuild_starts_over(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    report = run_index(IndexRequest(root=root, rebuild=True))
+    assert report.added == 4 and report.chunks_encoded == 4
+    assert store.open_index(root).manifest["counts"]["next_label"] == 4
+
+
+def test_other_model_is_refused(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    other = tmp_path / "other-model"
+    from bienc_cli.encoder import resolve_model
+
+    src = resolve_model(None).path
+    other.mkdir()
+    for name in ("config.json", "tokenizer.json", "modules.json", "sentence_bert_config.json"):
+        (other / name).write_bytes((open(os.path.join(src, name), "rb")).read())
+    config = json.loads((other / "config.json").read_text())
+    config["hidden_size"] = 768
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(IncompatibleIndex, match="--rebuild"):
+        _index(root, corpus, model=str(other))
+
+
+def test_nothing_to_index_is_a_usage_error(tmp_path, fake_encoder):
+    with pytest.raises(UsageError):
+        run_index(IndexRequest(root=tmp_path / "idx"))
+
+
+def test_long_document_is_chunked_with_line_ranges(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    lines = [f"Line {i}: the quick brown fox number {i} jumps over the lazy dog." for i in range(200)]
+    (docs / "long.txt").write_text("\n".join(lines) + "\n")
+    report = _index(tmp_path / "idx", docs)
+    assert report.chunks > 5
+    table = store.open_index(tmp_path / "idx").read_sidecar().to_pylist()
+    for row in sorted(table, key=lambda r: r["chunk"]):
+        assert row["n_tokens"] <= 254 and row["n_chunks"] == report.chunks
+        first = int(row["text"].split(":")[0].split()[-1])
+        assert row["line_start"] == first + 1
+
+
+def test_tables_keep_ids_and_metadata(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rows = [
+        {"id": "a", "title": "Cats", "body": "Cats purr.", "lang": "en"},
+        {"id": "b", "title": "Chats", "body": "Les chats ronronnent.", "lang": "fr"},
+        {"id": "c", "title": None, "body": None, "lang": "en"},
+    ]
+    (docs / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    options = {"text_columns": ("title", "body"), "id_column": "id"}
+    report = _index(tmp_path / "idx", docs, options=options)
+    assert report.added == 2 and any(s.row_id == "c" for s in report.skipped)
+    hits = search(tmp_path / "idx", ["cats purr"], QueryOptions(k=5, where=(("lang", "fr"),)))[0]
+    assert [h.row_id for h in hits] == ["b"] and hits[0].meta["lang"] == "fr"
+    assert hits[0].doc_id == f"{docs / 't.jsonl'}#b"
+    # options are remembered: a plain re-run reads the table the same way
+    report = run_index(IndexRequest(root=tmp_path / "idx"))
+    assert report.unchanged == 2 and report.added == 0
+
+
+def test_unreadable_file_keeps_its_old_documents(tmp_path, corpus, fake_encoder, monkeypatch):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    (corpus / "cats.md").write_text("# Cats\n\nNow changed, but we cannot read it.\n")
+    from bienc_cli import indexing
+    from bienc_cli.documents import Skipped
+
+    real = indexing.read_file
+
+    def failing(entry, table):
+        if entry.path.endswith("cats.md"):
+            yield Skipped(entry.path, "permission denied", error=True)
+        else:
+            yield from real(entry, table)
+
+    monkeypatch.setattr(indexing, "read_file", failing)
+    report = _index(root, corpus)
+    assert report.exit_status == 3 and report.removed == 0
+    assert str(corpus / "cats.md") in _docs(root)
+
+
+def test_vectors_in_index_are_the_encoders(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    generation = store.open_index(root)
+    rows = generation.read_sidecar(columns=["label", "text"]).to_pylist()
+    stored = generation.load_hnsw().get_items([r["label"] for r in rows], return_type="numpy")
+    expected = fake_encoder.encode([r["text"] for r in rows])
+    assert np.allclose(stored, expected, atol=1e-6)

@@ -1,0 +1,170 @@
+"""The on-disk format: generations, atomic publication, locking, HNSW against exact search."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from bienc_cli import store
+from bienc_cli.errors import IncompatibleIndex, IndexCorrupt, IndexLocked, IndexNotFound
+
+
+def _unit(rng, n, dim):
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _manifest(dim, n):
+    return {
+        "format": store.FORMAT,
+        "format_version": store.FORMAT_VERSION,
+        "model": {"dim": dim, "name": "fake", "path": "/nowhere", "fingerprint": "x"},
+        "hnsw": {"space": "cosine", "M": 16, "ef_construction": 200, "ef": 64, "max_elements": n, "elements": n},
+        "counts": {"documents": n, "chunks": n, "deleted": 0, "next_label": n},
+    }
+
+
+def _write(root, vectors, labels=None):
+    n, dim = vectors.shape
+    labels = list(range(n)) if labels is None else labels
+    hnsw = store.new_hnsw(dim, n, M=16, ef_construction=200)
+    hnsw.add_items(vectors, labels)
+    table = store.sidecar_schema().empty_table()
+    table = pa.Table.from_pylist(
+        [{"label": label, "doc_id": f"d{label}", "path": f"/p/{label}", "text": "t"} for label in labels],
+        schema=store.sidecar_schema(),
+    )
+    with store.write_lock(root, wait=0):
+        return store.write_generation(root, hnsw, table, _manifest(dim, n))
+
+
+def test_missing_index_is_reported(tmp_path):
+    with pytest.raises(IndexNotFound):
+        store.open_index(tmp_path / "nothing")
+
+
+def test_write_then_open_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = _unit(rng, 50, 16)
+    gen_dir = _write(tmp_path / "idx", vectors)
+    generation = store.open_index(tmp_path / "idx")
+    assert generation.dir == gen_dir
+    assert generation.manifest["generation"] == 1
+    files = generation.manifest["files"]
+    assert set(files) == {store.VECTORS, store.SIDECAR}
+    assert files[store.VECTORS]["bytes"] == (gen_dir / store.VECTORS).stat().st_size
+    index = generation.load_hnsw()
+    assert index.ef == 64  # restored from the manifest
+    labels, sims = store.knn(index, vectors[:3], 1, live=50)
+    assert labels[:, 0].tolist() == [0, 1, 2]
+    assert np.allclose(sims[:, 0], 1.0, atol=1e-5)  # similarity, not distance
+
+
+def test_hnsw_agrees_with_exact_search(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors = _unit(rng, 2000, 32)
+    queries = _unit(rng, 50, 32)
+    _write(tmp_path / "idx", vectors)
+    index = store.open_index(tmp_path / "idx").load_hnsw()
+    index.set_ef(200)
+    labels, sims = store.knn(index, queries, 10, live=2000)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(labels.tolist(), exact.tolist())])
+    assert recall >= 0.98
+    expected = np.take_along_axis(queries @ vectors.T, labels.astype(np.int64), axis=1)
+    assert np.allclose(sims, expected, atol=1e-4)  # reported scores are true cosines
+
+
+def test_k_is_clamped_to_live_items(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = _unit(rng, 5, 8)
+    _write(tmp_path / "idx", vectors)
+    index = store.open_index(tmp_path / "idx").load_hnsw()
+    index.mark_deleted(0)
+    labels, _ = store.knn(index, vectors[:1], 100, live=4)
+    assert labels.shape == (1, 4) and 0 not in labels[0]
+
+
+def test_new_generation_replaces_old_and_keeps_one_previous(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "idx"
+    for _ in range(4):
+        _write(root, _unit(rng, 10, 8))
+    assert (root / store.CURRENT).read_text().strip() == "g000004"
+    assert sorted(p.name for p in root.glob("g*")) == ["g000003", "g000004"]
+
+
+def test_failed_write_leaves_previous_generation(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    root = tmp_path / "idx"
+    _write(root, _unit(rng, 10, 8))
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("pyarrow.parquet.write_table", full)
+    from bienc_cli.errors import StorageError
+
+    with pytest.raises(StorageError, match="disk is full"):
+        _write(root, _unit(rng, 10, 8))
+    assert store.open_index(root).manifest["generation"] == 1
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_interrupted_write_leaves_previous_generation(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    root = tmp_path / "idx"
+    _write(root, _unit(rng, 10, 8))
+    monkeypatch.setattr(store, "_publish", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        _write(root, _unit(rng, 10, 8))
+    generation = store.open_index(root)
+    assert generation.manifest["generation"] == 1
+    assert generation.load_hnsw().get_current_count() == 10
+
+
+def test_other_format_version_is_incompatible(tmp_path):
+    rng = np.random.default_rng(6)
+    gen_dir = _write(tmp_path / "idx", _unit(rng, 3, 8))
+    manifest = json.loads((gen_dir / store.MANIFEST).read_text())
+    manifest["format_version"] = 99
+    (gen_dir / store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IncompatibleIndex, match="format version 99"):
+        store.open_index(tmp_path / "idx")
+
+
+def test_truncated_graph_is_reported_as_corrupt(tmp_path):
+    rng = np.random.default_rng(7)
+    gen_dir = _write(tmp_path / "idx", _unit(rng, 30, 8))
+    data = (gen_dir / store.VECTORS).read_bytes()
+    (gen_dir / store.VECTORS).write_bytes(data[: len(data) // 3])
+    with pytest.raises(IndexCorrupt):
+        store.open_index(tmp_path / "idx").load_hnsw()
+
+
+def _hold_lock(root, ready, seconds):
+    with store.write_lock(root, wait=None):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_second_writer_waits_or_gives_up(tmp_path):
+    root = tmp_path / "idx"
+    ready = multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock, args=(root, ready, 1.5))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(IndexLocked, match="another bienc process"):
+            with store.write_lock(root, wait=0):
+                pass
+        started = time.monotonic()
+        with store.write_lock(root, wait=30):  # waits for the holder to finish
+            assert time.monotonic() - started > 0.2
+    finally:
+        holder.join()
