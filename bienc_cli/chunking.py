@@ -127,7 +127,9 @@ class Chunker:
             return 1  # between words
         return 0  # inside a word: only when a "word" is longer than a chunk
 
-    def _next_start(self, offsets: list[tuple[int, int]], position: int, cut: int, text: str) -> int:
+    def _next_start(
+        self, offsets: list[tuple[int, int]], position: int, cut: int, text: str
+    ) -> int:
         """First token of the next chunk: up to ``overlap`` tokens back, starting a line if
         one starts in the overlap, else a word."""
         start = max(position + 1, cut - self.overlap)

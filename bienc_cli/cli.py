@@ -148,7 +148,7 @@ def index(
         bool | None, typer.Option("--no-ignore", help="Do not honour .gitignore and .biencignore.")
     ] = None,
     follow: Annotated[
-        bool | None, typer.Option("--follow", "-L", help="Follow symlinked folders.")
+        bool | None, typer.Option("--follow-symlinks", "-L", help="Follow symlinked folders.")
     ] = None,
     max_file_size: Annotated[
         str | None,

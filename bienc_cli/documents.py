@@ -46,7 +46,7 @@ class Skipped:
     path: str
     reason: str
     error: bool = False
-    row_id: str | None = None
+    row_id: str | None = None  # None: the whole file; "*": a summary of several rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,8 +225,9 @@ class SentenceTransformerEncoder:
             raise ModelUnavailable(
                 f"cannot load model {model.name} from {model.path}: {exc}"
             ) from exc
-        dimension = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None)  # sentence-transformers >= 6
+            or self._model.get_sentence_embedding_dimension
         )
         self.dim = int(dimension() or model.dim)
         self.max_seq_length = int(self._model.max_seq_length or model.max_seq_length)

@@ -302,6 +302,7 @@ def _scan(
         if previous and previous.file_stat.get(item.path) == (item.size, item.mtime_ns):
             plan.unchanged_paths.add(item.path)
             continue
+        mark = len(plan.new_docs), set(plan.restat)
         for event in read_file(item, table_options):
             if isinstance(event, Document):
                 _plan_document(plan, previous, event)
@@ -309,9 +310,24 @@ def _scan(
                 report.notes.append(event)
             else:
                 report.skipped.append(event)
-                if event.error and event.row_id is None and os.path.exists(item.path):
-                    plan.unreadable_paths.add(item.path)  # maybe transient: keep what we had
+                if event.error and event.row_id is None:
+                    _forget_file(plan, item.path, *mark)
     return plan
+
+
+def _forget_file(plan: _Plan, path: str, new_docs_before: int, restat_before: set[str]) -> None:
+    """The file failed (maybe after some rows were read): index none of this run's reading
+    of it. Its old documents stay while it exists (the failure may be transient) and go
+    when it is gone."""
+    for doc in plan.new_docs[new_docs_before:]:
+        plan.seen_docs.discard(doc.doc_id)
+    del plan.new_docs[new_docs_before:]
+    for doc_id in set(plan.restat) - restat_before:
+        del plan.restat[doc_id]
+        plan.seen_docs.discard(doc_id)
+    plan.seen_paths.discard(path)
+    if os.path.exists(path):
+        plan.unreadable_paths.add(path)
 
 
 def _tuple(value: Any) -> Any:

@@ -143,7 +143,9 @@ def open_index(root: Path) -> Generation:
             name = (root / CURRENT).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             if root.is_dir() and any(root.glob("g*/" + MANIFEST)):
-                raise IndexCorrupt(f"{root}/{CURRENT} is missing; run `bienc verify --repair`")
+                raise IndexCorrupt(
+                    f"{root}/{CURRENT} is missing; rebuild with `bienc index --rebuild`"
+                ) from None
             raise IndexNotFound(
                 f"no bienc index at {root}; create one with `bienc index SOURCE --index {root}`"
             ) from None

@@ -67,8 +67,12 @@ def corpus(tmp_path):
     (root / "sub").mkdir(parents=True)
     (root / "cats.md").write_text("# Cats\n\nCats purr and sleep most of the day in the sun.\n")
     (root / "dogs.txt").write_text("Dogs bark at the postman and love long walks in the park.\n")
-    (root / "sub" / "rockets.txt").write_text("Rockets burn fuel to reach orbit around the earth.\n")
-    (root / "sub" / "bread.md").write_text("Bread dough needs flour, water, salt and yeast to rise.\n")
+    (root / "sub" / "rockets.txt").write_text(
+        "Rockets burn fuel to reach orbit around the earth.\n"
+    )
+    (root / "sub" / "bread.md").write_text(
+        "Bread dough needs flour, water, salt and yeast to rise.\n"
+    )
     return root
 
 

@@ -32,7 +32,9 @@ def test_for_model_leaves_room_for_special_tokens(tokenizer):
 
 
 def test_long_text_fits_and_keeps_offsets_and_lines(tokenizer):
-    paragraphs = [f"Paragraph {i} talks about topic number {i} at some length. " * 6 for i in range(40)]
+    paragraphs = [
+        f"Paragraph {i} talks about topic number {i} at some length. " * 6 for i in range(40)
+    ]
     text = "\n\n".join(paragraphs)
     chunks = Chunker(tokenizer, 64, 8).chunk(text)
     assert len(chunks) > 10

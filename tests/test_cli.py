@@ -63,7 +63,9 @@ def test_query_formats_parse(indexed, corpus):
     as_json = json.loads(_query(indexed, text, "-f", "json", "-k", "2").stdout)
     assert [h["rank"] for h in as_json] == [1, 2]
     assert as_json[0]["path"].endswith("cats.md") and as_json[0]["score"] > 0.9
-    assert {"query", "score", "path", "line_start", "line_end", "snippet", "text"} <= set(as_json[0])
+    assert {"query", "score", "path", "line_start", "line_end", "snippet", "text"} <= set(
+        as_json[0]
+    )
     lines = _query(indexed, text, "-f", "jsonl", "-k", "3").stdout.splitlines()
     assert len(lines) == 3 and all(json.loads(line)["query"] == text for line in lines)
     rows = list(csv.DictReader(io.StringIO(_query(indexed, text, "-f", "csv", "-k", "3").stdout)))

@@ -110,9 +110,13 @@ def test_incremental_add_modify_delete_with_real_model(sample_index, tmp_path):
     result = bienc("index", "--index", work_root, "--json", "-q")
     report = json.loads(result.stdout)
     assert (report["added"], report["removed"]) == (2, 1) and report["updated"] == 0
-    hits = json.loads(bienc("query", "icy comet tail", "--index", work_root, "-f", "json", "-k", "1").stdout)
+    hits = json.loads(
+        bienc("query", "icy comet tail", "--index", work_root, "-f", "json", "-k", "1").stdout
+    )
     assert hits[0]["path"].endswith("comets.md")
-    paths = bienc("query", "hostel dormitory", "--index", work_root, "-f", "paths", "-k", "50").stdout
+    paths = bienc(
+        "query", "hostel dormitory", "--index", work_root, "-f", "paths", "-k", "50"
+    ).stdout
     assert "hostels.md" not in paths
 
 

@@ -34,7 +34,9 @@ def test_first_run_indexes_everything(tmp_path, corpus, fake_encoder):
     assert manifest["counts"] == {"documents": 4, "chunks": 4, "deleted": 0, "next_label": 4}
 
 
-def test_rerun_with_nothing_changed_encodes_and_writes_nothing(tmp_path, corpus, fake_encoder, monkeypatch):
+def test_rerun_with_nothing_changed_encodes_and_writes_nothing(
+    tmp_path, corpus, fake_encoder, monkeypatch
+):
     _index(tmp_path / "idx", corpus)
     calls = fake_encoder.calls
 
@@ -143,7 +145,9 @@ def test_nothing_to_index_is_a_usage_error(tmp_path, fake_encoder):
 def test_long_document_is_chunked_with_line_ranges(tmp_path, fake_encoder):
     docs = tmp_path / "docs"
     docs.mkdir()
-    lines = [f"Line {i}: the quick brown fox number {i} jumps over the lazy dog." for i in range(200)]
+    lines = [
+        f"Line {i}: the quick brown fox number {i} jumps over the lazy dog." for i in range(200)
+    ]
     (docs / "long.txt").write_text("\n".join(lines) + "\n")
     report = _index(tmp_path / "idx", docs)
     assert report.chunks > 5

@@ -24,7 +24,14 @@ def _manifest(dim, n):
         "format": store.FORMAT,
         "format_version": store.FORMAT_VERSION,
         "model": {"dim": dim, "name": "fake", "path": "/nowhere", "fingerprint": "x"},
-        "hnsw": {"space": "cosine", "M": 16, "ef_construction": 200, "ef": 64, "max_elements": n, "elements": n},
+        "hnsw": {
+            "space": "cosine",
+            "M": 16,
+            "ef_construction": 200,
+            "ef": 64,
+            "max_elements": n,
+            "elements": n,
+        },
         "counts": {"documents": n, "chunks": n, "deleted": 0, "next_label": n},
     }
 
@@ -36,7 +43,10 @@ def _write(root, vectors, labels=None):
     hnsw.add_items(vectors, labels)
     table = store.sidecar_schema().empty_table()
     table = pa.Table.from_pylist(
-        [{"label": label, "doc_id": f"d{label}", "path": f"/p/{label}", "text": "t"} for label in labels],
+        [
+            {"label": label, "doc_id": f"d{label}", "path": f"/p/{label}", "text": "t"}
+            for label in labels
+        ],
         schema=store.sidecar_schema(),
     )
     with store.write_lock(root, wait=0):

@@ -1,0 +1,481 @@
+"""Finding the files to index: walk directories, expand globs, honour ignore files.
+
+``discover`` turns command-line sources into a stream of FileEntry (a file to read) and
+Skipped (something found on disk that will not be read, and why). Files dropped by a rule the
+user set or implied (.gitignore/.biencignore, hidden, --include/--exclude) are dropped
+silently: listing them would flood the report.
+
+Only bad command-line arguments raise (UsageError, before anything is yielded); nothing found
+on disk does.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import glob
+import os
+import stat
+import sys
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import pathspec
+
+from .documents import FileEntry, Skipped
+from .errors import UsageError
+from .tables import TABLE_SUFFIXES
+
+IGNORE_FILES = (".gitignore", ".biencignore")  # later files win: .biencignore overrides .gitignore
+_GLOB_MAGIC = frozenset("*?[")
+
+# An ignore chain: (directory, spec) for each directory with ignore files, outermost first.
+_Chain = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What to take from the sources given on the command line."""
+
+    include: tuple[str, ...] = ()  # glob patterns; when given, only matching files are taken
+    exclude: tuple[str, ...] = ()  # glob patterns; matching files/dirs are dropped
+    hidden: bool = False  # include dot-files and dot-folders
+    max_file_size: int = 20 * 2**20  # bytes; larger non-table files are skipped
+    follow_symlinks: bool = False  # follow symlinked directories while walking
+    use_ignore_files: bool = True  # honour .gitignore and .biencignore
+
+
+def read_path_list(stream: BinaryIO, *, null_separated: bool) -> list[str]:
+    """Paths listed on ``stream`` (the ``-`` source): one per line, or NUL-separated."""
+    data = stream.read()
+    if null_separated:
+        parts = data.split(b"\0")
+    else:
+        parts = [line.removesuffix(b"\r") for line in data.split(b"\n")]
+    # fsdecode keeps undecodable bytes (surrogateescape), so discover can report the name.
+    return [os.fsdecode(part) for part in parts if part]
+
+
+def discover(
+    sources: Sequence[str], options: SourceOptions, *, stdin_paths: Iterable[str] = ()
+) -> Iterator[FileEntry | Skipped]:
+    """Every file to index under ``sources`` (directories, files, glob patterns), each once.
+
+    Raises UsageError now, before anything is yielded, for a source that does not exist or a
+    pattern that matches nothing. ``stdin_paths`` are read lazily; a missing one is Skipped.
+    """
+    planned = [_plan(source, options) for source in sources]
+    return _Discovery(options).run(planned, stdin_paths)
+
+
+@dataclass(frozen=True)
+class _GlobMatches:
+    pattern: str
+    root: str  # the pattern's leading directory without wildcards, absolute
+    matches: list[str]
+
+
+def _plan(source: str, options: SourceOptions) -> str | _GlobMatches:
+    if os.path.lexists(source):
+        return source
+    if not _GLOB_MAGIC.intersection(source):
+        raise UsageError(f"{source}: no such file or directory (check the path)")
+    extra = {"include_hidden": True} if options.hidden and sys.version_info >= (3, 11) else {}
+    matches = sorted(glob.glob(source, recursive=True, **extra))
+    if not matches:
+        raise UsageError(
+            f"the pattern {source!r} matches nothing (check it, or quote it so the shell "
+            "does not expand it)"
+        )
+    return _GlobMatches(source, os.path.abspath(_literal_prefix(source)), matches)
+
+
+def _literal_prefix(pattern: str) -> str:
+    """The directory part of ``pattern`` before the first component with a wildcard."""
+    parts = pattern.split(os.sep)
+    literal = []
+    for part in parts[:-1]:
+        if _GLOB_MAGIC.intersection(part):
+            break
+        literal.append(part)
+    return os.sep.join(literal) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+
+
+@dataclass
+class _Frame:
+    """A directory being walked."""
+
+    path: str
+    rel: str  # relative to the walk root, with "/"; "" for the root itself
+    chain: _Chain
+    ancestors: frozenset[tuple[int, int]]  # (st_dev, st_ino) of the directories above
+    entries: Iterator[os.DirEntry[str]]
+
+
+class _Discovery:
+    def __init__(self, options: SourceOptions) -> None:
+        self.options = options
+        self.include = _expand_globs(options.include)
+        self.exclude = _expand_globs(options.exclude)
+        self.ignores = _IgnoreFiles(options.use_ignore_files)
+        self.seen: set[str] = set()
+
+    def run(
+        self, planned: list[str | _GlobMatches], stdin_paths: Iterable[str]
+    ) -> Iterator[FileEntry | Skipped]:
+        for item in planned:
+            if isinstance(item, _GlobMatches):
+                yield from self._glob(item)
+            else:
+                yield from self._explicit(item, missing="vanished")
+        for path in stdin_paths:
+            yield from self._explicit(path, missing="not found")
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def _explicit(self, given: str, missing: str) -> Iterator[FileEntry | Skipped]:
+        """A path named on the command line or stdin: never dropped by ignore/hidden rules."""
+        path = os.path.abspath(given)
+        st = yield from self._stat(path, missing=missing)
+        if st is None:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            chain = self.ignores.chain_for_root(path)
+            yield from self._drain_ignore_problems()
+            yield from self._walk(path, root=path, rel="", chain=chain)
+        elif self._wanted_file(
+            os.path.normpath(given).replace(os.sep, "/"), os.path.basename(path)
+        ):
+            yield from self._file(path, st, root=path)
+
+    def _glob(self, item: _GlobMatches) -> Iterator[FileEntry | Skipped]:
+        root_chain = self.ignores.chain_for_root(item.root)
+        walked: set[str] = set()
+        for match in item.matches:
+            path = os.path.abspath(match)
+            rel = os.path.relpath(path, item.root).replace(os.sep, "/")
+            if rel.startswith("../"):  # a pattern like "a/../*" can leave its literal prefix
+                yield from self._explicit(match, missing="vanished")
+                continue
+            if _under_any(path, walked, stop=item.root):
+                continue  # "docs/**" lists every folder of a tree that is walked already
+            chain = self._allowed_below(item.root, rel, path, root_chain)
+            yield from self._drain_ignore_problems()
+            if chain is None:
+                continue
+            st = yield from self._stat(path, missing="vanished")
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                walked.add(path)
+                yield from self._walk(path, item.root, "" if rel == "." else rel, chain)
+            elif self._wanted_file(rel, os.path.basename(path)):
+                yield from self._file(path, st, root=item.root)
+        yield from self._drain_ignore_problems()
+
+    def _allowed_below(self, root: str, rel: str, path: str, chain: _Chain) -> _Chain | None:
+        """Apply ignore files and --exclude to each component of ``rel`` below ``root``.
+
+        Returns the ignore chain for ``path`` (as a directory), or None when it is dropped.
+        """
+        if rel == ".":
+            return chain
+        parts = rel.split("/")
+        current = root
+        for i, part in enumerate(parts):
+            current = os.path.join(current, part)
+            is_dir = i < len(parts) - 1 or os.path.isdir(path)
+            if part == ".git" or self.ignores.ignored(chain, current, is_dir):
+                return None
+            if is_dir:
+                if self._excluded_dir("/".join(parts[: i + 1]), part):
+                    return None
+                chain = self.ignores.extend(chain, current)
+        return chain
+
+    # -- walking -------------------------------------------------------------------------------
+
+    def _walk(
+        self, start: str, root: str, rel: str, chain: _Chain
+    ) -> Iterator[FileEntry | Skipped]:
+        """Preorder, sorted by name; an explicit stack, so deep trees never hit recursion limits."""
+        try:
+            st = os.stat(start)
+        except OSError as exc:
+            yield from self._skip(start, _os_reason(exc), error=True)
+            return
+        entries = yield from self._list(start)
+        if entries is None:
+            return
+        stack = [_Frame(start, rel, chain, frozenset({(st.st_dev, st.st_ino)}), entries)]
+        while stack:
+            frame = stack[-1]
+            entry = next(frame.entries, None)
+            if entry is None:
+                stack.pop()
+                continue
+            child = yield from self._entry(frame, entry, root)
+            if child is not None:
+                stack.append(child)
+
+    def _entry(
+        self, frame: _Frame, entry: os.DirEntry[str], root: str
+    ) -> Generator[FileEntry | Skipped, None, _Frame | None]:
+        """Yield what ``entry`` gives; return a frame when it is a directory to descend into."""
+        name = entry.name
+        if name == ".git" or (name.startswith(".") and not self.options.hidden):
+            return None
+        path = os.path.join(frame.path, name)
+        rel = f"{frame.rel}/{name}" if frame.rel else name
+        problem: OSError | None = None
+        st: os.stat_result | None = None
+        is_link = False
+        try:
+            is_link = entry.is_symlink()
+            st = os.stat(path) if is_link else entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            problem = exc
+        is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+        if self.ignores.ignored(frame.chain, path, is_dir):
+            return None
+        if is_dir and self._excluded_dir(rel, name):
+            return None
+        if not is_dir and not self._wanted_file(rel, name):
+            return None
+        if not _is_utf8(path):
+            yield from self._skip(path, "file name is not valid UTF-8", error=True)
+            return None
+        if st is None:
+            assert problem is not None
+            if isinstance(problem, FileNotFoundError) and not is_link:
+                return None  # deleted since the directory was listed: nothing to report
+            yield from self._stat_problem(path, problem, is_link)
+            return None
+        if not is_dir:
+            yield from self._file(path, st, root)
+            return None
+        if is_link and not self.options.follow_symlinks:
+            yield from self._skip(
+                path, "symlink to a directory (not followed; pass --follow-symlinks)", error=False
+            )
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in frame.ancestors:
+            yield from self._skip(path, "symlink loop", error=False)
+            return None
+        entries = yield from self._list(path)
+        if entries is None:
+            return None
+        chain = self.ignores.extend(frame.chain, path)
+        yield from self._drain_ignore_problems()
+        return _Frame(path, rel, chain, frame.ancestors | {key}, entries)
+
+    def _list(self, directory: str) -> Generator[Skipped, None, Iterator[os.DirEntry[str]] | None]:
+        """The sorted entries of ``directory`` (returned), or a Skipped saying why not."""
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield from self._skip(directory, _os_reason(exc), error=True)
+            return None
+        return iter(entries)
+
+    # -- single items --------------------------------------------------------------------------
+
+    def _stat(self, path: str, missing: str) -> Generator[Skipped, None, os.stat_result | None]:
+        """``os.stat(path)`` (returned), or Skipped for a bad name, broken link or loop."""
+        if not _is_utf8(path):
+            yield from self._skip(path, "file name is not valid UTF-8", error=True)
+            return None
+        try:
+            return os.stat(path)
+        except FileNotFoundError as exc:
+            if not os.path.islink(path):
+                yield from self._skip(path, missing, error=True)
+                return None
+            yield from self._stat_problem(path, exc, is_link=True)
+        except OSError as exc:
+            yield from self._stat_problem(path, exc, is_link=os.path.islink(path))
+        return None
+
+    def _stat_problem(self, path: str, exc: OSError, is_link: bool) -> Iterator[Skipped]:
+        if exc.errno == errno.ELOOP:
+            yield from self._skip(path, "symlink loop", error=False)
+        elif is_link and isinstance(exc, FileNotFoundError):
+            yield from self._skip(path, "broken symlink", error=True)
+        else:
+            yield from self._skip(path, _os_reason(exc), error=True)
+
+    def _file(self, path: str, st: os.stat_result, root: str) -> Iterator[FileEntry | Skipped]:
+        if path in self.seen:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            yield from self._skip(path, "not a regular file", error=False)
+            return
+        limit = self.options.max_file_size
+        if st.st_size > limit and os.path.splitext(path)[1].lower() not in TABLE_SUFFIXES:
+            yield from self._skip(
+                path, f"larger than --max-file-size ({human_size(limit)})", error=False
+            )
+            return
+        self.seen.add(path)
+        yield FileEntry(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, root=root)
+
+    def _skip(self, path: str, reason: str, *, error: bool) -> Iterator[Skipped]:
+        if path in self.seen:
+            return
+        self.seen.add(path)
+        yield Skipped(path=_printable(path), reason=reason, error=error)
+
+    def _drain_ignore_problems(self) -> Iterator[Skipped]:
+        while self.ignores.problems:
+            path, reason = self.ignores.problems.pop(0)
+            yield from self._skip(path, reason, error=True)
+
+    # -- --include / --exclude -----------------------------------------------------------------
+
+    def _wanted_file(self, rel: str, name: str) -> bool:
+        if _matches(self.exclude, rel, name):
+            return False
+        return not self.include or _matches(self.include, rel, name)
+
+    def _excluded_dir(self, rel: str, name: str) -> bool:
+        # "drafts/**" must prune "drafts" itself: "*" matches the empty rest of "drafts/".
+        return _matches(self.exclude, rel, name) or _matches(self.exclude, rel + "/", name)
+
+
+class _IgnoreFiles:
+    """.gitignore/.biencignore specs, loaded once per directory."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._specs: dict[str, pathspec.GitIgnoreSpec | None] = {}
+        self.problems: list[tuple[str, str]] = []  # unreadable ignore files, for the report
+
+    def chain_for_root(self, root: str) -> _Chain:
+        """The chain for a walk from ``root``: its parents up to the git repo root, then itself.
+
+        When a parent's rules ignore ``root`` itself, the parents are left out: the user asked
+        for this directory by name, and pathspec would otherwise drop everything below it.
+        """
+        if not self.enabled:
+            return ()
+        chain: _Chain = ()
+        for parent in _parents_in_repo(root):
+            chain = self.extend(chain, parent)
+        if chain and self.ignored(chain, root, is_dir=True):
+            chain = ()
+        return self.extend(chain, root)
+
+    def extend(self, chain: _Chain, directory: str) -> _Chain:
+        spec = self._spec(directory)
+        return chain + ((directory, spec),) if spec is not None else chain
+
+    def ignored(self, chain: _Chain, path: str, is_dir: bool) -> bool:
+        # Git semantics across files: the deepest file with a matching pattern decides;
+        # within one file, the last matching pattern (check_file does that, negation included).
+        for base, spec in reversed(chain):
+            rel = _relative(path, base)
+            result = spec.check_file(rel + "/" if is_dir else rel)
+            if result.include is not None:
+                return bool(result.include)
+        return False
+
+    def _spec(self, directory: str) -> pathspec.GitIgnoreSpec | None:
+        if not self.enabled:
+            return None
+        if directory not in self._specs:
+            lines: list[str] = []
+            for name in IGNORE_FILES:
+                path = os.path.join(directory, name)
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    self.problems.append((path, f"ignore file unreadable: {_os_reason(exc)}"))
+                    continue
+                lines.extend(os.fsdecode(data).splitlines())
+            self._specs[directory] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        return self._specs[directory]
+
+
+def _parents_in_repo(root: str) -> list[str]:
+    """Directories from the enclosing git repo root down to ``root``'s parent, outermost first."""
+    parents = []
+    current = os.path.dirname(root)
+    if os.path.lexists(os.path.join(root, ".git")):
+        return []
+    while True:
+        parents.append(current)
+        if os.path.lexists(os.path.join(current, ".git")):
+            return parents[::-1]
+        parent = os.path.dirname(current)
+        if parent == current:
+            return []  # not inside a git repository: only the walk's own ignore files count
+        current = parent
+
+
+def _relative(path: str, base: str) -> str:
+    rel = path[len(base) :].lstrip(os.sep)
+    return rel.replace(os.sep, "/") if os.sep != "/" else rel
+
+
+def _under_any(path: str, dirs: set[str], stop: str) -> bool:
+    current = os.path.dirname(path)
+    while dirs and len(current) >= len(stop):
+        if current in dirs:
+            return True
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return False
+
+
+def _expand_globs(patterns: Sequence[str]) -> tuple[str, ...]:
+    """fnmatch patterns, plus a variant with "**/" removed so that it can match zero folders."""
+    expanded: list[str] = []
+    for pattern in patterns:
+        pattern = pattern.replace(os.sep, "/").removeprefix("./")
+        expanded.append(pattern)
+        if "**/" in pattern:
+            expanded.append(pattern.replace("**/", ""))
+    return tuple(expanded)
+
+
+def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
+    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8 on disk
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    return path if _is_utf8(path) else os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "vanished"
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+def human_size(n: int) -> str:
+    """``20971520`` → ``"20 MiB"``; ``1536`` → ``"1.5 KiB"``."""
+    value = float(n)
+    unit = "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
