@@ -197,9 +197,9 @@ def run_index(
             plan.new_docs, model, request, previous, report, encoder_factory, progress
         )
         _count(report, plan, previous, removed_ids)
-        remembered = manifest["sources"] if manifest else None
-        changed = bool(new_rows or removed_ids or plan.restat or request.rebuild)
-        if changed or remembered != {"roots": roots, "options": _jsonable(options)}:
+        remembered = (manifest["sources"], manifest.get("skipped_files")) if manifest else None
+        now = ({"roots": roots, "options": _jsonable(options)}, _skipped_files(report))
+        if new_rows or removed_ids or plan.restat or request.rebuild or remembered != now:
             _write(
                 request,
                 model,
@@ -529,6 +529,8 @@ def _write(
             "next_label": next_label + len(new_rows),
         },
         "sources": {"roots": roots, "options": _jsonable(options)},
+        # Files skipped on purpose (empty, binary, too large), so `info` does not call them new.
+        "skipped_files": _skipped_files(report),
         "last_run": {
             "added": report.added,
             "updated": report.updated,
@@ -543,6 +545,18 @@ def _write(
     report.documents = documents
     report.chunks = live
     report.compacted = compact
+
+
+def _skipped_files(report: RunReport, limit: int = 10_000) -> dict[str, list[int]]:
+    out = {}
+    for item in report.skipped:
+        if item.row_id is None and not item.error and len(out) < limit:
+            try:
+                stat = os.stat(item.path)
+            except OSError:
+                continue
+            out[item.path] = [stat.st_size, stat.st_mtime_ns]
+    return out
 
 
 def _build_graph(previous, kept, removed_labels, new_labels, vectors, model, settings, compact):

@@ -50,6 +50,7 @@ def _stale(generation: store.Generation, limit: int) -> dict[str, Any]:
     table = generation.read_sidecar(columns=("path", "size", "mtime_ns"))
     for path, size, mtime in zip(*(table[c].to_pylist() for c in ("path", "size", "mtime_ns"))):
         indexed[path] = (size, mtime)
+    skipped = {p: tuple(stat) for p, stat in generation.manifest.get("skipped_files", {}).items()}
     stored = generation.manifest["sources"]
     names = {f.name for f in dataclasses.fields(SourceOptions)}
     options = SourceOptions(**{k: _tuple(v) for k, v in stored["options"].items() if k in names})
@@ -58,6 +59,8 @@ def _stale(generation: store.Generation, limit: int) -> dict[str, Any]:
         if isinstance(item, Skipped):
             continue
         seen.add(item.path)
+        if item.path in skipped and skipped[item.path] == (item.size, item.mtime_ns):
+            continue
         if item.path not in indexed:
             added.append(item.path)
         elif indexed[item.path] != (item.size, item.mtime_ns):

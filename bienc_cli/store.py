@@ -133,6 +133,46 @@ class Generation:
             raise IndexCorrupt(f"cannot read {path}: {exc}; run `bienc index --rebuild`") from exc
 
 
+@dataclass
+class DocumentVectors:
+    """One vector per document: the token-weighted mean of its chunk vectors, re-normalised.
+
+    Weighting by tokens keeps a short tail chunk from counting as much as a full one. Rows
+    are in the order of ``doc_ids``; ``table`` holds each document's first chunk's sidecar
+    row (path, row_id, size, mtime_ns, doc_hash, meta ...) in the same order.
+    """
+
+    doc_ids: list[str]
+    vectors: np.ndarray  # float32 (n_documents, dim), unit length
+    table: pa.Table
+
+
+def document_vectors(
+    generation: Generation, columns: Sequence[str] | None = None
+) -> DocumentVectors:
+    """Document-level vectors from the stored chunk vectors: nothing is encoded again."""
+    import numpy as np
+    import pyarrow as pa
+
+    if columns is not None:
+        columns = list(dict.fromkeys(["label", "doc_id", "chunk", "n_tokens", *columns]))
+    table = generation.read_sidecar(columns=columns)
+    table = table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
+    if table.num_rows == 0:
+        return DocumentVectors([], np.zeros((0, generation.dim), np.float32), table)
+    chunk_vectors = generation.load_hnsw().get_items(
+        table["label"].to_pylist(), return_type="numpy"
+    )
+    weights = np.maximum(table["n_tokens"].to_numpy(zero_copy_only=False), 1).astype(np.float32)
+    doc_ids = table["doc_id"].to_pylist()
+    starts = [0] + [i for i in range(1, len(doc_ids)) if doc_ids[i] != doc_ids[i - 1]]
+    sums = np.add.reduceat(chunk_vectors * weights[:, None], starts, axis=0)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    vectors = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+    first_rows = table.take(pa.array(starts))
+    return DocumentVectors([doc_ids[i] for i in starts], vectors, first_rows)
+
+
 def open_index(root: Path) -> Generation:
     """The live generation of the index at ``root``.
 

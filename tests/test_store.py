@@ -178,3 +178,24 @@ def test_second_writer_waits_or_gives_up(tmp_path):
             assert time.monotonic() - started > 0.2
     finally:
         holder.join()
+
+
+def test_document_vectors_are_token_weighted_means(tmp_path):
+    rng = np.random.default_rng(8)
+    vectors = _unit(rng, 3, 8)
+    hnsw = store.new_hnsw(8, 3, M=16, ef_construction=100)
+    hnsw.add_items(vectors, [0, 1, 2])
+    rows = [
+        {"label": 0, "doc_id": "b", "chunk": 0, "n_tokens": 30, "path": "/b"},
+        {"label": 1, "doc_id": "a", "chunk": 0, "n_tokens": 10, "path": "/a"},
+        {"label": 2, "doc_id": "b", "chunk": 1, "n_tokens": 10, "path": "/b"},
+    ]
+    table = pa.Table.from_pylist(rows, schema=store.sidecar_schema())
+    with store.write_lock(tmp_path / "idx", wait=0):
+        store.write_generation(tmp_path / "idx", hnsw, table, _manifest(8, 3))
+    docs = store.document_vectors(store.open_index(tmp_path / "idx"), columns=["path"])
+    assert docs.doc_ids == ["a", "b"] and docs.table["path"].to_pylist() == ["/a", "/b"]
+    expected_b = 30 * vectors[0] + 10 * vectors[2]
+    expected_b /= np.linalg.norm(expected_b)
+    assert np.allclose(docs.vectors[0], vectors[1], atol=1e-5)
+    assert np.allclose(docs.vectors[1], expected_b, atol=1e-5)
