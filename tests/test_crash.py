@@ -1,0 +1,69 @@
+"""SIGKILL during `bienc index`: the index is always the previous or the next complete generation."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+from bienc_cli import store
+from bienc_cli.query import QueryOptions, search
+from tests.conftest import REPO
+
+
+def _write_corpus(folder, n, version):
+    folder.mkdir(exist_ok=True)
+    for i in range(n):
+        (folder / f"doc{i:04d}.txt").write_text(f"version {version} of document {i}: " + "words " * 200)
+
+
+def _run(root, source):
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.kill_driver", str(root), str(source)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _content(root):
+    generation = store.open_index(root)
+    table = generation.read_sidecar(columns=["doc_id", "text"])
+    versions = {text.split()[1] for text in table["text"].to_pylist() if text.startswith("version")}
+    return generation.manifest["generation"], table.num_rows, versions
+
+
+def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path, fake_encoder):
+    rng = random.Random(1234)
+    source, root = tmp_path / "docs", tmp_path / "idx"
+    _write_corpus(source, 150, 0)
+    first = _run(root, source)
+    assert first.wait(120) == 0, first.stderr.read().decode()
+    complete, killed = {0}, 0
+    for trial in range(1, 11):
+        _write_corpus(source, 150, trial)
+        process = _run(root, source)
+        time.sleep(rng.uniform(0.2, 3.0))
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            killed += 1
+        process.wait(60)
+        if process.returncode == 0:
+            complete.add(trial)
+        generation, rows, versions = _content(root)
+        assert len(versions) == 1, f"trial {trial}: a mix of versions {versions}"
+        (version,) = versions
+        assert int(version) in complete | {trial}
+        assert rows == 150
+        hits = search(root, [f"version {version} of document 7"], QueryOptions(k=3))[0]
+        assert hits and all(h.text.startswith(f"version {version} ") for h in hits)
+    assert killed >= 3, "too few runs were interrupted to show anything"
+    # the next complete run after all the kills gives what an uninterrupted run gives
+    final = _run(root, source)
+    assert final.wait(120) == 0
+    assert _content(root)[2] == {"10"}
+    leftovers = [p.name for p in root.iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == []
