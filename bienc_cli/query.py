@@ -22,11 +22,6 @@ if TYPE_CHECKING:
 
 EncoderFactory = Callable[[ModelInfo], Encoder]
 
-# Columns a hit needs from the sidecar (everything but the hashes).
-_HIT_COLUMNS = (
-    "label", "doc_id", "path", "row_id", "kind", "chunk", "n_chunks",
-    "char_start", "char_end", "line_start", "line_end", "text", "meta",
-)  # fmt: skip
 # Exact search instead of the graph when a filter leaves at most this many chunks: exact is
 # then both faster and complete (a filtered HNSW search can miss rare matches).
 _EXACT_LIMIT = 20_000
@@ -161,11 +156,9 @@ def _allowed_labels(generation: store.Generation, options: QueryOptions) -> set[
     """Labels that pass --path and --where, or None when there is no filter."""
     if not options.path_globs and not options.where:
         return None
-    table = generation.read_sidecar(columns=("label", "path", "meta"))
-    data = table.to_pydict()
     allowed = set()
     cwd = os.getcwd()
-    for label, path, meta in zip(data["label"], data["path"], data["meta"]):
+    for label, path, meta in generation.scan_lookup(("label", "path", "meta")):
         if options.path_globs and not _path_matches(path, options.path_globs, cwd):
             continue
         if options.where and not _meta_matches(meta, options.where):
@@ -201,13 +194,10 @@ def parse_where(expressions: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(parsed)
 
 
-def _rows(generation, labels: set[int], columns: Sequence[str] = _HIT_COLUMNS) -> dict[int, dict]:
-    import pyarrow.compute as pc
-
-    if not labels:
-        return {}
-    table = generation.read_sidecar(columns=columns, filters=pc.field("label").isin(sorted(labels)))
-    return {row["label"]: row for row in table.to_pylist()}
+def _rows(
+    generation, labels: set[int], columns: Sequence[str] = store.LOOKUP_COLUMNS
+) -> dict[int, dict]:
+    return generation.lookup(sorted(labels), columns) if labels else {}
 
 
 def _hit(query: str, row: dict[str, Any], score: float) -> Hit:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -56,6 +57,13 @@ LOCK = "lock"
 MANIFEST = "manifest.json"
 VECTORS = "vectors.hnsw"
 SIDECAR = "chunks.parquet"
+LOOKUP = "lookup.sqlite"
+# The columns a query shows, copied from the sidecar into LOOKUP so that the query path can
+# fetch its hits by label with the standard library's sqlite3 instead of importing pyarrow.
+LOOKUP_COLUMNS = (
+    "label", "doc_id", "path", "row_id", "kind", "chunk", "n_chunks",
+    "char_start", "char_end", "line_start", "line_end", "text", "meta",
+)  # fmt: skip
 DEFAULT_INDEX = ".bienc"
 
 
@@ -122,6 +130,41 @@ class Generation:
             raise IndexCorrupt(f"cannot load {path}: {exc}; run `bienc index --rebuild`") from exc
         index.set_ef(int(params["ef"]))
         return index
+
+    def lookup(
+        self, labels: Sequence[int], columns: Sequence[str] = LOOKUP_COLUMNS
+    ) -> dict[int, dict]:
+        """Sidecar rows by label, without pyarrow (the query path's way in)."""
+        out: dict[int, dict] = {}
+        wanted = ", ".join(dict.fromkeys(["label", *columns]))
+        with self._lookup_db() as db:
+            labels = list(labels)
+            for start in range(0, len(labels), 900):  # SQLite's bound-parameter limit
+                part = labels[start : start + 900]
+                sql = f"SELECT {wanted} FROM chunks WHERE label IN ({','.join('?' * len(part))})"
+                for row in db.execute(sql, part):
+                    out[row["label"]] = dict(row)
+        return out
+
+    def scan_lookup(self, columns: Sequence[str]) -> Iterator[sqlite3.Row]:
+        """Every row's ``columns``, in label order, without pyarrow."""
+        with self._lookup_db() as db:
+            yield from db.execute(f"SELECT {', '.join(columns)} FROM chunks ORDER BY label")
+
+    @contextlib.contextmanager
+    def _lookup_db(self) -> Iterator[sqlite3.Connection]:
+        path = self.dir / LOOKUP
+        if not path.exists():
+            raise IndexCorrupt(f"{path} is missing; run `bienc index --rebuild`")
+        # immutable: generation files never change, so SQLite may skip all locking.
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        db.row_factory = sqlite3.Row
+        try:
+            yield db
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"cannot read {path}: {exc}; run `bienc index --rebuild`") from exc
+        finally:
+            db.close()
 
     def read_sidecar(self, columns: Sequence[str] | None = None, filters: Any = None) -> pa.Table:
         import pyarrow.parquet as pq
@@ -302,14 +345,16 @@ def write_generation(
     try:
         hnsw.save_index(str(tmp / VECTORS))
         pq.write_table(sidecar, tmp / SIDECAR, compression="zstd", row_group_size=8192)
-        manifest = dict(manifest, generation=number, files=_checksums(tmp, (VECTORS, SIDECAR)))
+        _write_lookup(tmp / LOOKUP, sidecar)
+        files = _checksums(tmp, (VECTORS, SIDECAR, LOOKUP))
+        manifest = dict(manifest, generation=number, files=files)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        for name in (VECTORS, SIDECAR, MANIFEST):
+        for name in (VECTORS, SIDECAR, LOOKUP, MANIFEST):
             _fsync_file(tmp / name)
         _fsync_dir(tmp)
         os.rename(tmp, final)
         _publish(root, final.name)
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if _current_name(root) != final.name:  # renamed but never published
             shutil.rmtree(final, ignore_errors=True)
@@ -319,6 +364,20 @@ def write_generation(
         raise
     _remove_old_generations(root, keep={final.name, *_previous(root, final.name)})
     return final
+
+
+def _write_lookup(path: Path, sidecar: pa.Table) -> None:
+    columns = ", ".join(LOOKUP_COLUMNS)
+    marks = ", ".join("?" * len(LOOKUP_COLUMNS))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode = OFF")  # a fresh file in a private folder: no journal
+        db.execute(
+            f"CREATE TABLE chunks ({columns.replace('label', 'label INTEGER PRIMARY KEY', 1)})"
+        )
+        for batch in sidecar.select(list(LOOKUP_COLUMNS)).to_batches(max_chunksize=8192):
+            data = batch.to_pydict()
+            db.executemany(f"INSERT INTO chunks VALUES ({marks})", zip(*data.values()))
+        db.commit()
 
 
 def _publish(root: Path, name: str) -> None:
@@ -392,7 +451,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _storage_error(root: Path, exc: OSError) -> StorageError:
+def _storage_error(root: Path, exc: OSError | sqlite3.Error) -> StorageError:
+    if isinstance(exc, sqlite3.Error):
+        full = "full" in str(exc)
+        exc = OSError(errno.ENOSPC if full else errno.EIO, str(exc))
     reasons = {
         errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded",
@@ -409,3 +471,17 @@ def _storage_error(root: Path, exc: OSError) -> StorageError:
 def disk_usage(root: Path) -> int:
     """Bytes used by the live and kept generations."""
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def chunk_vectors(generation: Generation) -> tuple[np.ndarray, np.ndarray]:
+    """Every live chunk's label and stored vector (unit length), read back from the graph.
+
+    For exact (brute-force) search, e.g. to measure what the approximate graph misses.
+    """
+    import numpy as np
+
+    labels = generation.read_sidecar(columns=("label",))["label"].to_numpy().astype(np.uint64)
+    if len(labels) == 0:
+        return labels, np.zeros((0, generation.dim), dtype=np.float32)
+    matrix = generation.load_hnsw().get_items(labels, return_type="numpy")
+    return labels, np.ascontiguousarray(matrix, dtype=np.float32)

@@ -66,7 +66,7 @@ def test_write_then_open_round_trip(tmp_path):
     assert generation.dir == gen_dir
     assert generation.manifest["generation"] == 1
     files = generation.manifest["files"]
-    assert set(files) == {store.VECTORS, store.SIDECAR}
+    assert set(files) == {store.VECTORS, store.SIDECAR, store.LOOKUP}
     assert files[store.VECTORS]["bytes"] == (gen_dir / store.VECTORS).stat().st_size
     index = generation.load_hnsw()
     assert index.ef == 64  # restored from the manifest
@@ -199,3 +199,15 @@ def test_document_vectors_are_token_weighted_means(tmp_path):
     expected_b /= np.linalg.norm(expected_b)
     assert np.allclose(docs.vectors[0], vectors[1], atol=1e-5)
     assert np.allclose(docs.vectors[1], expected_b, atol=1e-5)
+
+
+def test_lookup_matches_the_sidecar(tmp_path):
+    rng = np.random.default_rng(9)
+    _write(tmp_path / "idx", _unit(rng, 2000, 8))
+    generation = store.open_index(tmp_path / "idx")
+    rows = generation.lookup([5, 1999, 0, 77], columns=("doc_id", "path"))
+    assert sorted(rows) == [0, 5, 77, 1999]
+    assert rows[77] == {"label": 77, "doc_id": "d77", "path": "/p/77"}
+    assert generation.lookup(range(1500)).keys() == set(range(1500))  # more than SQLite's 999
+    scanned = [tuple(r) for r in generation.scan_lookup(("label", "doc_id"))]
+    assert scanned == [(i, f"d{i}") for i in range(2000)]
