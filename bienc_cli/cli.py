@@ -327,5 +327,40 @@ def info(
         ui.write_info(data, sys.stdout)
 
 
+@app.command()
+@_handle_errors
+def verify(
+    index_dir: IndexOption = None,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Fix what is inconsistent: back to the newest good generation, then re-index."),
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wait: Annotated[
+        float | None,
+        typer.Option("--wait", min=0, help="With --repair: wait at most this long for another writer."),
+    ] = None,
+) -> None:
+    """Check an index against its manifest and sidecar: checksums, labels, counts, model.
+
+    Exit code 0 when everything holds, 4 when something does not (after --repair: when the
+    repair could not make it hold).
+    """
+    from bienc_cli import store
+    from bienc_cli.verify import repair_index, verify_index
+
+    root = store.index_path(str(index_dir) if index_dir else None)
+    result = repair_index(root, wait=wait) if repair else verify_index(root)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        for check in result.checks:
+            mark = "ok  " if check.ok else "FAIL"
+            sys.stdout.write(f"{mark} {check.name}{': ' + check.detail if check.detail else ''}\n")
+        if result.repaired:
+            sys.stdout.write(f"repair: {result.repaired}\n")
+    raise typer.Exit(int(ExitStatus.OK if result.ok else ExitStatus.NO_INDEX))
+
+
 def main() -> None:
     app()

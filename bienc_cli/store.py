@@ -245,12 +245,12 @@ def open_index(root: Path) -> Generation:
             raise IndexCorrupt(f"{root / name / MANIFEST} is missing") from None
         except (OSError, ValueError) as exc:
             raise IndexCorrupt(f"cannot read {root / name / MANIFEST}: {exc}") from exc
-        _check_format(root, manifest)
+        check_format(root, manifest)
         return Generation(root=root, dir=root / name, manifest=manifest)
     raise AssertionError("unreachable")
 
 
-def _check_format(root: Path, manifest: dict[str, Any]) -> None:
+def check_format(root: Path, manifest: dict[str, Any]) -> None:
     if manifest.get("format") != FORMAT:
         raise IndexCorrupt(f"{root} does not hold a bienc index")
     version = manifest.get("format_version")
@@ -353,7 +353,7 @@ def write_generation(
             _fsync_file(tmp / name)
         _fsync_dir(tmp)
         os.rename(tmp, final)
-        _publish(root, final.name)
+        publish(root, final.name)
     except (OSError, sqlite3.Error) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if _current_name(root) != final.name:  # renamed but never published
@@ -380,7 +380,7 @@ def _write_lookup(path: Path, sidecar: pa.Table) -> None:
         db.commit()
 
 
-def _publish(root: Path, name: str) -> None:
+def publish(root: Path, name: str) -> None:
     tmp = root / f".{CURRENT}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(name + "\n")

@@ -130,7 +130,7 @@ def test_interrupted_write_leaves_previous_generation(tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     root = tmp_path / "idx"
     _write(root, _unit(rng, 10, 8))
-    monkeypatch.setattr(store, "_publish", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(store, "publish", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         _write(root, _unit(rng, 10, 8))
     generation = store.open_index(root)

@@ -1,0 +1,263 @@
+"""`bienc verify`: check an index against its manifest and sidecar, and repair it.
+
+Checks, in order: CURRENT names a generation; the manifest parses and has a known format;
+every file's size and SHA-256 match the manifest; the graph loads with the manifest's
+dimension; every sidecar label is unique, present in the graph and not deleted there, and
+every live graph item has a sidecar row; the lookup holds the same labels; the counts agree;
+the model can still be found. Repair goes back to the newest generation that verifies and
+then brings it up to date from the sources (or rebuilds from the sources if none does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bienc_cli import store
+from bienc_cli.errors import BiencError, IndexNotFound
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Verification:
+    index: str
+    generation: str | None
+    checks: list[Check] = field(default_factory=list)
+    repaired: str | None = None  # what --repair did
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "generation": self.generation,
+            "ok": self.ok,
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "repaired": self.repaired,
+        }
+
+
+def verify_index(root: Path, *, check_model: bool = True) -> Verification:
+    """Check the live generation. Never raises for a damaged index: that is the finding."""
+    if not root.is_dir():
+        raise IndexNotFound(f"no bienc index at {root}")
+    name = _current(root)
+    result = Verification(index=str(root), generation=name)
+    if name is None:
+        result.checks.append(Check("current", False, f"{root}/{store.CURRENT} is missing or empty"))
+        return result
+    result.checks.extend(verify_generation(root / name, check_model=check_model))
+    return result
+
+
+def verify_generation(folder: Path, *, check_model: bool = True) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        manifest = json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+        store.check_format(folder.parent, manifest)
+    except (OSError, ValueError, BiencError) as exc:
+        return [Check("manifest", False, str(exc))]
+    checks.append(Check("manifest", True, f"format version {manifest['format_version']}"))
+    files_ok = True
+    for name, expected in manifest.get("files", {}).items():
+        problem = _file_problem(folder / name, expected)
+        files_ok &= problem is None
+        checks.append(Check(f"file {name}", problem is None, problem or "size and sha256 match"))
+    if not files_ok:
+        return checks
+    generation = store.Generation(root=folder.parent, dir=folder, manifest=manifest)
+    checks.extend(_label_checks(generation))
+    if check_model:
+        checks.append(_model_check(manifest))
+    return checks
+
+
+def _file_problem(path: Path, expected: dict[str, Any]) -> str | None:
+    try:
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{size} bytes, manifest says {expected['bytes']}"
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if digest.hexdigest() != expected["sha256"]:
+        return "sha256 does not match the manifest"
+    return None
+
+
+def _label_checks(generation: store.Generation) -> list[Check]:
+    checks = []
+    try:
+        labels = generation.read_sidecar(columns=["label", "doc_id"])
+        graph = generation.load_hnsw()
+    except BiencError as exc:
+        return [Check("readable", False, str(exc))]
+    sidecar_labels = labels["label"].to_pylist()
+    unique = set(sidecar_labels)
+    checks.append(
+        Check(
+            "labels unique",
+            len(unique) == len(sidecar_labels),
+            f"{len(sidecar_labels) - len(unique)} duplicated"
+            if len(unique) != len(sidecar_labels)
+            else "",
+        )
+    )
+    graph_ids = set(graph.get_ids_list())
+    missing = unique - graph_ids
+    checks.append(
+        Check(
+            "labels in graph",
+            not missing,
+            f"{len(missing)} sidecar labels not in the graph" if missing else "",
+        )
+    )
+    counts = generation.manifest["counts"]
+    live_in_graph = len(graph_ids) - counts["deleted"]
+    checks.append(
+        Check(
+            "counts",
+            live_in_graph == len(unique) == counts["chunks"]
+            and len(set(labels["doc_id"].to_pylist())) == counts["documents"],
+            f"graph {len(graph_ids)} items - {counts['deleted']} deleted, sidecar {len(unique)} rows, "
+            f"manifest {counts['chunks']} chunks / {counts['documents']} documents",
+        )
+    )
+    deleted_live = _deleted_among(graph, sorted(unique))
+    checks.append(
+        Check(
+            "no deleted label in sidecar",
+            not deleted_live,
+            f"{deleted_live} marked deleted" if deleted_live else "",
+        )
+    )
+    try:
+        lookup = {row[0] for row in generation.scan_lookup(("label",))}
+    except BiencError as exc:
+        checks.append(Check("lookup", False, str(exc)))
+    else:
+        checks.append(
+            Check(
+                "lookup",
+                lookup == unique,
+                "" if lookup == unique else "labels differ from the sidecar",
+            )
+        )
+    return checks
+
+
+def _deleted_among(graph, labels: list[int], batch: int = 10_000) -> int:
+    """Labels that the graph holds but has marked deleted (get_items refuses those)."""
+    deleted = 0
+    for start in range(0, len(labels), batch):
+        part = labels[start : start + batch]
+        try:
+            graph.get_items(part)
+        except RuntimeError:
+            deleted += sum(1 for label in part if _is_deleted(graph, label))
+    return deleted
+
+
+def _is_deleted(graph, label: int) -> bool:
+    try:
+        graph.get_items([label])
+    except RuntimeError:
+        return True
+    return False
+
+
+def _model_check(manifest: dict[str, Any]) -> Check:
+    from bienc_cli.encoder import resolve_model
+
+    stored = manifest["model"]
+    try:
+        model = resolve_model(stored["path"])
+    except BiencError:
+        try:
+            model = resolve_model(stored["name"])
+        except BiencError as exc:
+            return Check("model", False, str(exc))
+    same = model.fingerprint == stored["fingerprint"] and model.dim == stored["dim"]
+    detail = (
+        f"{model.name} at {model.path}"
+        if same
+        else f"{model.path} differs from the model the index was built with"
+    )
+    return Check("model", same, detail)
+
+
+def _current(root: Path) -> str | None:
+    try:
+        name = (root / store.CURRENT).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return name or None
+
+
+def repair_index(root: Path, *, wait: float | None = None) -> Verification:
+    """Make the index verify again: fall back to the newest good generation, then re-index.
+
+    Returns the verification of the repaired index, with ``repaired`` saying what was done.
+    """
+    from bienc_cli.indexing import IndexRequest, run_index
+
+    before = verify_index(root, check_model=False)
+    if before.ok:
+        before.repaired = "nothing to repair"
+        return before
+    with store.write_lock(root, wait=wait):
+        good = [
+            g
+            for g in sorted(root.glob("g[0-9]*"), reverse=True)
+            if g.is_dir() and all(c.ok for c in verify_generation(g, check_model=False))
+        ]
+        if good:
+            store.publish(root, good[0].name)
+    if good:
+        report = run_index(IndexRequest(root=root, wait=wait))
+        action = f"went back to {good[0].name}, then re-indexed the sources ({report.added} added, {report.updated} updated, {report.removed} removed)"
+    else:
+        manifest = _any_manifest(root)
+        if manifest is None:
+            raise IndexNotFound(
+                f"nothing in {root} can be repaired: no generation has a readable manifest; index the sources again"
+            )
+        sources = manifest["sources"]
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in sources["options"].items()}
+        report = run_index(
+            IndexRequest(
+                root=root,
+                sources=sources["roots"],
+                model=manifest["model"]["path"],
+                options=options,
+                rebuild=True,
+                wait=wait,
+            )
+        )
+        action = f"rebuilt from the sources ({report.added} documents)"
+    after = verify_index(root)
+    after.repaired = action
+    return after
+
+
+def _any_manifest(root: Path) -> dict[str, Any] | None:
+    for folder in sorted(root.glob("g[0-9]*"), reverse=True):
+        try:
+            return json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return None
