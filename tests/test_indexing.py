@@ -207,3 +207,34 @@ def test_vectors_in_index_are_the_encoders(tmp_path, corpus, fake_encoder):
     stored = generation.load_hnsw().get_items([r["label"] for r in rows], return_type="numpy")
     expected = fake_encoder.encode([r["text"] for r in rows])
     assert np.allclose(stored, expected, atol=1e-6)
+
+
+def test_bad_files_are_reported_and_skipped_without_aborting(tmp_path, fake_encoder, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.txt").write_text("A perfectly ordinary document about gardens.")
+    (docs / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00" * 100)
+    (docs / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me br\xfbl\xe9e".encode("latin-1"))
+    (docs / "empty.md").write_bytes(b"")
+    (docs / "locked.txt").write_text("cannot be read")
+    (docs / "vanishing.txt").write_text("gone before it is read")
+    from bienc_cli import readers
+
+    real_open = open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path).endswith("locked.txt"):
+            raise PermissionError(13, "Permission denied", str(path))
+        if str(path).endswith("vanishing.txt"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(readers, "open", guarded_open, raising=False)
+    report = _index(tmp_path / "idx", docs)
+    reasons = {os.path.basename(s.path): (s.reason, s.error) for s in report.skipped}
+    assert reasons["binary.txt"] == ("binary file", False)
+    assert reasons["empty.md"] == ("empty", False)
+    assert reasons["locked.txt"][1] and "permission" in reasons["locked.txt"][0]
+    assert reasons["vanishing.txt"][1]
+    assert report.added == 2 and report.exit_status == 3  # good.txt and latin1.txt indexed
+    assert any("latin1.txt" in n.path for n in report.notes)
