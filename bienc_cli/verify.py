@@ -181,16 +181,16 @@ def _is_deleted(graph, label: int) -> bool:
 
 
 def _model_check(manifest: dict[str, Any]) -> Check:
-    from bienc_cli.encoder import resolve_model
+    from bienc_cli.encoder import describe_model, resolve_model
 
     stored = manifest["model"]
     try:
-        model = resolve_model(stored["path"])
-    except BiencError:
-        try:
+        if Path(stored["path"]).is_dir():
+            model = describe_model(stored["name"], stored["path"])
+        else:
             model = resolve_model(stored["name"])
-        except BiencError as exc:
-            return Check("model", False, str(exc))
+    except BiencError as exc:
+        return Check("model", False, str(exc))
     same = model.fingerprint == stored["fingerprint"] and model.dim == stored["dim"]
     detail = (
         f"{model.name} at {model.path}"
