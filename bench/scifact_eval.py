@@ -110,7 +110,7 @@ def _aggregations(index: Path, data: Path) -> None:
     generation = store.open_index(index)
     eval_set = evaluation.load_eval_set(data / "queries.jsonl", data / "qrels" / "test.tsv")
     texts = [q.text for q in eval_set.queries]
-    vectors = query.load_encoder(query._index_model(generation)).encode(texts)
+    vectors = query.load_encoder(query.index_model(generation)).encode(texts)
     labels, matrix = store.chunk_vectors(generation)
     sidecar = generation.read_sidecar(columns=("label", "row_id", "chunk", "n_chunks")).to_pydict()
     row_of = dict(zip(sidecar["label"], sidecar["row_id"]))

@@ -37,7 +37,7 @@ IndexOption = Annotated[
     typer.Option(
         "--index",
         "-i",
-        help="Index folder. [default: $BIENC_INDEX, else ./.bienc]",
+        help="Index folder. \\[default: $BIENC_INDEX, else ./.bienc]",
         show_default=False,
     ),
 ]
@@ -119,7 +119,7 @@ def index(
         typer.Option(
             "--model",
             "-m",
-            help="Model folder or sentence-transformers id. [default: $BIENC_MODEL, "
+            help="Model folder or sentence-transformers id. \\[default: $BIENC_MODEL, "
             "else the index's model, else all-MiniLM-L6-v2]",
             show_default=False,
         ),
@@ -152,15 +152,21 @@ def index(
     ] = None,
     max_file_size: Annotated[
         str | None,
-        typer.Option("--max-file-size", help="Skip larger files (tables exempt). [default: 20M]"),
+        typer.Option("--max-file-size", help="Skip larger files (tables exempt). \\[default: 20M]"),
     ] = None,
     null: NullOption = False,
     overlap: Annotated[
-        int, typer.Option("--overlap", min=0, help="Tokens shared by consecutive chunks.")
-    ] = 32,
+        int | None,
+        typer.Option(
+            "--overlap", min=0, help="Tokens shared by consecutive chunks. \\[default: the index's, else 32]"
+        ),
+    ] = None,
     ef: Annotated[
-        int, typer.Option("--ef", min=1, help="Default search breadth stored with the index.")
-    ] = 128,
+        int | None,
+        typer.Option(
+            "--ef", min=1, help="Default search breadth stored with the index. \\[default: the index's, else 128]"
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Chunks per encoder batch.")
     ] = 32,
@@ -172,7 +178,7 @@ def index(
         typer.Option(
             "--wait",
             min=0,
-            help="Wait at most this many seconds for another writer. [default: forever]",
+            help="Wait at most this many seconds for another writer. \\[default: forever]",
         ),
     ] = None,
     no_wait: Annotated[
@@ -211,7 +217,9 @@ def index(
         stdin_paths=stdin_paths,
         model=model,
         options={k: v for k, v in options.items() if v is not None},
-        settings=IndexSettings(overlap=overlap, ef=ef, batch_size=batch_size),
+        settings=IndexSettings(batch_size=batch_size),
+        overlap=overlap,
+        ef=ef,
         rebuild=rebuild,
         wait=0 if no_wait else wait,
     )
@@ -252,7 +260,7 @@ def query(
             "--format",
             "-f",
             help="table | json | jsonl | tsv | csv | paths. "
-            "[default: table on a terminal, tsv otherwise]",
+            "\\[default: table on a terminal, tsv otherwise]",
             show_default=False,
         ),
     ] = None,
@@ -325,41 +333,6 @@ def info(
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         ui.write_info(data, sys.stdout)
-
-
-@app.command()
-@_handle_errors
-def verify(
-    index_dir: IndexOption = None,
-    repair: Annotated[
-        bool,
-        typer.Option("--repair", help="Fix what is inconsistent: back to the newest good generation, then re-index."),
-    ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    wait: Annotated[
-        float | None,
-        typer.Option("--wait", min=0, help="With --repair: wait at most this long for another writer."),
-    ] = None,
-) -> None:
-    """Check an index against its manifest and sidecar: checksums, labels, counts, model.
-
-    Exit code 0 when everything holds, 4 when something does not (after --repair: when the
-    repair could not make it hold).
-    """
-    from bienc_cli import store
-    from bienc_cli.verify import repair_index, verify_index
-
-    root = store.index_path(str(index_dir) if index_dir else None)
-    result = repair_index(root, wait=wait) if repair else verify_index(root)
-    if json_output:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    else:
-        for check in result.checks:
-            mark = "ok  " if check.ok else "FAIL"
-            sys.stdout.write(f"{mark} {check.name}{': ' + check.detail if check.detail else ''}\n")
-        if result.repaired:
-            sys.stdout.write(f"repair: {result.repaired}\n")
-    raise typer.Exit(int(ExitStatus.OK if result.ok else ExitStatus.NO_INDEX))
 
 
 @app.command("eval")
@@ -496,6 +469,46 @@ def eval_command(
         except OSError as exc:
             raise UsageError(f"cannot write {per_query}: {exc.strerror}") from exc
     ui.write_eval(report, fmt, sys.stdout)
+
+
+@app.command()
+@_handle_errors
+def verify(
+    index_dir: IndexOption = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Fix what is inconsistent: back to the newest good generation, then re-index.",
+        ),
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait", min=0, help="With --repair: wait at most this long for another writer."
+        ),
+    ] = None,
+) -> None:
+    """Check an index against its manifest and sidecar: checksums, labels, counts, model.
+
+    Exit code 0 when everything holds, 4 when something does not (after --repair: when the
+    repair could not make it hold).
+    """
+    from bienc_cli import store
+    from bienc_cli.verify import repair_index, verify_index
+
+    root = store.index_path(str(index_dir) if index_dir else None)
+    result = repair_index(root, wait=wait) if repair else verify_index(root)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        for check in result.checks:
+            mark = "ok  " if check.ok else "FAIL"
+            sys.stdout.write(f"{mark} {check.name}{': ' + check.detail if check.detail else ''}\n")
+        if result.repaired:
+            sys.stdout.write(f"repair: {result.repaired}\n")
+    raise typer.Exit(int(ExitStatus.OK if result.ok else ExitStatus.NO_INDEX))
 
 
 def main() -> None:

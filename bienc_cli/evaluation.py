@@ -1031,7 +1031,7 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
     started = time.perf_counter()
     texts = list(dict.fromkeys(q.text for q in eval_set.queries))
     factory = encoder_factory or query.load_encoder  # looked up now: tests patch it there
-    vectors = factory(query._index_model(generation)).encode(texts)
+    vectors = factory(query.index_model(generation)).encode(texts)
     labels, matrix = store.chunk_vectors(generation)
     live = len(labels)
     ks_live = [k for k in ks if k <= live] or [live]

@@ -72,6 +72,8 @@ class IndexRequest:
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # only what the user set
     settings: IndexSettings = IndexSettings()
+    overlap: int | None = None  # None: the index's stored value, else IndexSettings' default
+    ef: int | None = None  # likewise
     rebuild: bool = False
     wait: float | None = None  # seconds to wait for the lock; None: as long as it takes
 
@@ -188,6 +190,7 @@ def run_index(
             live = None
         manifest = live.manifest if live else None
         previous = _Previous.load(live) if live and not request.rebuild else None
+        request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
         model = _choose_model(request, None if request.rebuild else manifest)
         report.model = model.name
         roots, options = _effective_sources(request, manifest)
@@ -199,7 +202,8 @@ def run_index(
         _count(report, plan, previous, removed_ids)
         remembered = (manifest["sources"], manifest.get("skipped_files")) if manifest else None
         now = ({"roots": roots, "options": _jsonable(options)}, _skipped_files(report))
-        if new_rows or removed_ids or plan.restat or request.rebuild or remembered != now:
+        ef_changed = manifest is not None and manifest["hnsw"]["ef"] != request.settings.ef
+        if new_rows or removed_ids or plan.restat or request.rebuild or ef_changed or remembered != now:
             _write(
                 request,
                 model,
@@ -217,6 +221,29 @@ def run_index(
             report.chunks = live.live_count
     report.seconds = time.monotonic() - started
     return report
+
+
+def _effective_settings(request: IndexRequest, manifest: dict[str, Any] | None) -> IndexSettings:
+    """Chunk overlap and ef: this run's if given, else the index's, else the defaults.
+
+    Changing the overlap of an existing index would mix two chunkings: it needs --rebuild.
+    """
+    settings = request.settings
+    stored_overlap = manifest["chunking"]["overlap"] if manifest else None
+    stored_ef = manifest["hnsw"]["ef"] if manifest else None
+    if (
+        request.overlap is not None
+        and stored_overlap is not None
+        and request.overlap != stored_overlap
+        and not request.rebuild
+    ):
+        raise UsageError(
+            f"index at {request.root} was chunked with --overlap {stored_overlap}; "
+            f"re-chunking with --overlap {request.overlap} needs --rebuild"
+        )
+    overlap = next(v for v in (request.overlap, stored_overlap, settings.overlap) if v is not None)
+    ef = next(v for v in (request.ef, stored_ef, settings.ef) if v is not None)
+    return dataclasses.replace(settings, overlap=overlap, ef=ef)
 
 
 def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:

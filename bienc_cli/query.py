@@ -71,7 +71,7 @@ def search(
     if live == 0 or not queries:
         return [[] for _ in queries]
     allowed = _allowed_labels(generation, options)
-    encoder = (encoder_factory or load_encoder)(_index_model(generation))
+    encoder = (encoder_factory or load_encoder)(index_model(generation))
     vectors = encoder.encode(list(queries))
     if allowed is not None and len(allowed) <= _EXACT_LIMIT:
         candidates = _exact(generation, vectors, allowed, options)
@@ -92,7 +92,7 @@ def search(
     return results
 
 
-def _index_model(generation: store.Generation) -> ModelInfo:
+def index_model(generation: store.Generation) -> ModelInfo:
     """The model the index was built with: its folder if still there, else by name."""
     stored = generation.manifest["model"]
     if os.path.isdir(stored["path"]):

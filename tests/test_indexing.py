@@ -238,3 +238,18 @@ def test_bad_files_are_reported_and_skipped_without_aborting(tmp_path, fake_enco
     assert reasons["vanishing.txt"][1]
     assert report.added == 2 and report.exit_status == 3  # good.txt and latin1.txt indexed
     assert any("latin1.txt" in n.path for n in report.notes)
+
+
+def test_ef_and_overlap_are_remembered(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus, ef=300, overlap=16)
+    report = run_index(IndexRequest(root=root))  # a plain re-run keeps both
+    manifest = store.open_index(root).manifest
+    assert report.generation is None
+    assert (manifest["hnsw"]["ef"], manifest["chunking"]["overlap"]) == (300, 16)
+    report = run_index(IndexRequest(root=root, ef=64))  # a new ef alone is written
+    assert report.generation == 2 and store.open_index(root).manifest["hnsw"]["ef"] == 64
+    with pytest.raises(UsageError, match="--rebuild"):
+        run_index(IndexRequest(root=root, overlap=8))
+    run_index(IndexRequest(root=root, overlap=8, rebuild=True))
+    assert store.open_index(root).manifest["chunking"]["overlap"] == 8
