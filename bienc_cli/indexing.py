@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Chunks encoded between two saves to the embedding cache: what a crash can cost at most.
+_CACHE_BLOCK = 512
 # stage ("scan" | "encode"), items done so far, total if known
 ProgressFn = Callable[[str, int, "int | None"], None]
 EncoderFactory = Callable[[ModelInfo], Encoder]
@@ -88,7 +90,8 @@ class RunReport:
     removed: int = 0
     unchanged: int = 0
     chunks_encoded: int = 0
-    chunks_reused: int = 0
+    chunks_reused: int = 0  # vectors taken from the index (unchanged chunk text)
+    chunks_resumed: int = 0  # vectors taken from the cache of an interrupted run
     documents: int = 0  # in the index after the run
     chunks: int = 0
     compacted: bool = False
@@ -121,6 +124,7 @@ class RunReport:
             "chunks": self.chunks,
             "chunks_encoded": self.chunks_encoded,
             "chunks_reused": self.chunks_reused,
+            "chunks_resumed": self.chunks_resumed,
             "compacted": self.compacted,
             "seconds": round(self.seconds, 3),
             "skipped": [
@@ -203,7 +207,14 @@ def run_index(
         remembered = (manifest["sources"], manifest.get("skipped_files")) if manifest else None
         now = ({"roots": roots, "options": _jsonable(options)}, _skipped_files(report))
         ef_changed = manifest is not None and manifest["hnsw"]["ef"] != request.settings.ef
-        if new_rows or removed_ids or plan.restat or request.rebuild or ef_changed or remembered != now:
+        if (
+            new_rows
+            or removed_ids
+            or plan.restat
+            or request.rebuild
+            or ef_changed
+            or remembered != now
+        ):
             _write(
                 request,
                 model,
@@ -219,6 +230,7 @@ def run_index(
         elif live:
             report.documents = live.manifest["counts"]["documents"]
             report.chunks = live.live_count
+        store.EmbeddingCache(root, model.fingerprint).clear()  # its vectors are published now
     report.seconds = time.monotonic() - started
     return report
 
@@ -445,31 +457,54 @@ def _chunk_and_encode(
             rows.append(_Row(doc, chunk, doc_hash, text_hash(chunk.text), len(chunks)))
     vectors = np.zeros((len(rows), model.dim), dtype=np.float32)
     reuse = previous.chunk_label if previous and not request.rebuild else {}
-    to_encode = [i for i, r in enumerate(rows) if r.chunk_hash not in reuse]
     reused = [i for i, r in enumerate(rows) if r.chunk_hash in reuse]
     if reused:
         index = previous.generation.load_hnsw()  # type: ignore[union-attr]
         labels = [reuse[rows[i].chunk_hash] for i in reused]
         vectors[reused] = index.get_items(labels, return_type="numpy")
+    cache = store.EmbeddingCache(request.root, model.fingerprint)
+    cached = cache.load()
+    from_cache = [
+        i for i, r in enumerate(rows) if r.chunk_hash not in reuse and r.chunk_hash in cached
+    ]
+    for i in from_cache:
+        vectors[i] = cached[rows[i].chunk_hash]
+    to_encode = [
+        i for i, r in enumerate(rows) if r.chunk_hash not in reuse and r.chunk_hash not in cached
+    ]
     if to_encode:
-        encoder = (encoder_factory or load_encoder)(model)
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress("encode", done, len(to_encode))
-
-        encoded = encoder.encode(
-            [rows[i].chunk.text for i in to_encode],
-            batch_size=request.settings.batch_size,
-            progress=advance,
-        )
-        vectors[to_encode] = encoded
+        _encode_blocks(rows, to_encode, vectors, model, request, cache, encoder_factory, progress)
+    report.chunks_resumed = len(from_cache)
     report.chunks_encoded = len(to_encode)
     report.chunks_reused = len(reused)
     return rows, vectors
+
+
+def _encode_blocks(rows, to_encode, vectors, model, request, cache, encoder_factory, progress):
+    """Encode in blocks, saving each block to the embedding cache as soon as it is done.
+
+    Chunks are sorted by length first, so each block, and each batch in it, carries little
+    padding; a crash loses at most the block in progress.
+    """
+    encoder = (encoder_factory or load_encoder)(model)
+    order = sorted(to_encode, key=lambda i: len(rows[i].chunk.text))
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("encode", done, len(order))
+
+    for start in range(0, len(order), _CACHE_BLOCK):
+        block = order[start : start + _CACHE_BLOCK]
+        encoded = encoder.encode(
+            [rows[i].chunk.text for i in block],
+            batch_size=request.settings.batch_size,
+            progress=advance,
+        )
+        vectors[block] = encoded
+        cache.append([rows[i].chunk_hash for i in block], encoded)
 
 
 def _count(report: RunReport, plan: _Plan, previous: _Previous | None, removed: set[str]) -> None:

@@ -253,3 +253,30 @@ def test_ef_and_overlap_are_remembered(tmp_path, corpus, fake_encoder):
         run_index(IndexRequest(root=root, overlap=8))
     run_index(IndexRequest(root=root, overlap=8, rebuild=True))
     assert store.open_index(root).manifest["chunking"]["overlap"] == 8
+
+
+def test_a_crashed_run_resumes_from_the_embedding_cache(tmp_path, fake_encoder, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(1200):
+        (docs / f"d{i:04d}.txt").write_text(f"note {i} " + "about things " * (i % 7 + 1))
+    root = tmp_path / "idx"
+    real_encode = fake_encoder.encode
+
+    def crash_on_third_block(texts, **kwargs):
+        if fake_encoder.calls == 2:
+            raise KeyboardInterrupt  # as if killed while encoding the third block
+        return real_encode(texts, **kwargs)
+
+    monkeypatch.setattr(fake_encoder, "encode", crash_on_third_block)
+    with pytest.raises(KeyboardInterrupt):
+        _index(root, docs)
+    assert not (root / store.CURRENT).exists()  # nothing was published
+    monkeypatch.setattr(fake_encoder, "encode", real_encode)
+    before = fake_encoder.encoded
+    report = _index(root, docs)
+    assert report.chunks_resumed == 1024  # two blocks of 512 survived the crash
+    assert fake_encoder.encoded - before == 1200 - 1024
+    assert not (root / store.CACHE).exists()  # published, so the cache is cleared
+    hits = search(root, ["note 5 " + "about things " * 6], QueryOptions(k=1))[0]
+    assert hits[0].path.endswith("d0005.txt") and hits[0].score > 0.999
