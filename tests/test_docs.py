@@ -36,6 +36,6 @@ def test_every_option_is_documented(name):
 
 
 def test_every_exit_code_is_documented():
-    table = README.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    table = README.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
     for status in ExitStatus:
         assert re.search(rf"^\| {int(status)} \|", table, re.MULTILINE), f"exit code {status} undocumented"
