@@ -124,6 +124,14 @@ def index(
             show_default=False,
         ),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Encoder: auto (ONNX Runtime where the model exports, else sentence-transformers), "
+            "onnx, or sentence-transformers. \\[default: the index's, else auto]",
+        ),
+    ] = None,
     text_column: Annotated[
         list[str] | None,
         typer.Option(
@@ -218,6 +226,7 @@ def index(
         model=model,
         options={k: v for k, v in options.items() if v is not None},
         settings=IndexSettings(batch_size=batch_size),
+        backend=backend,
         overlap=overlap,
         ef=ef,
         rebuild=rebuild,
@@ -282,6 +291,13 @@ def query(
         int | None,
         typer.Option("--ef", min=1, help="Search breadth: higher is slower, with better recall."),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Query encoder: onnx or sentence-transformers. \\[default: what the index recorded]",
+        ),
+    ] = None,
 ) -> None:
     """Find the documents closest in meaning to a query.
 
@@ -307,6 +323,7 @@ def query(
         path_globs=tuple(path or ()),
         where=parse_where(where or ()),
         ef=ef,
+        backend=backend,
     )
     results = search(store.index_path(str(index_dir) if index_dir else None), queries, options)
     ui.write_hits(results, fmt, sys.stdout, null=null)
@@ -469,46 +486,6 @@ def eval_command(
         except OSError as exc:
             raise UsageError(f"cannot write {per_query}: {exc.strerror}") from exc
     ui.write_eval(report, fmt, sys.stdout)
-
-
-@app.command()
-@_handle_errors
-def verify(
-    index_dir: IndexOption = None,
-    repair: Annotated[
-        bool,
-        typer.Option(
-            "--repair",
-            help="Fix what is inconsistent: back to the newest good generation, then re-index.",
-        ),
-    ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    wait: Annotated[
-        float | None,
-        typer.Option(
-            "--wait", min=0, help="With --repair: wait at most this long for another writer."
-        ),
-    ] = None,
-) -> None:
-    """Check an index against its manifest and sidecar: checksums, labels, counts, model.
-
-    Exit code 0 when everything holds, 4 when something does not (after --repair: when the
-    repair could not make it hold).
-    """
-    from bienc_cli import store
-    from bienc_cli.verify import repair_index, verify_index
-
-    root = store.index_path(str(index_dir) if index_dir else None)
-    result = repair_index(root, wait=wait) if repair else verify_index(root)
-    if json_output:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    else:
-        for check in result.checks:
-            mark = "ok  " if check.ok else "FAIL"
-            sys.stdout.write(f"{mark} {check.name}{': ' + check.detail if check.detail else ''}\n")
-        if result.repaired:
-            sys.stdout.write(f"repair: {result.repaired}\n")
-    raise typer.Exit(int(ExitStatus.OK if result.ok else ExitStatus.NO_INDEX))
 
 
 @app.command()
@@ -761,6 +738,46 @@ def cluster(
         for item in report.errors:
             _error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
     raise typer.Exit(int(ExitStatus.PARTIAL if report.errors else ExitStatus.OK))
+
+
+@app.command()
+@_handle_errors
+def verify(
+    index_dir: IndexOption = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Fix what is inconsistent: back to the newest good generation, then re-index.",
+        ),
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait", min=0, help="With --repair: wait at most this long for another writer."
+        ),
+    ] = None,
+) -> None:
+    """Check an index against its manifest and sidecar: checksums, labels, counts, model.
+
+    Exit code 0 when everything holds, 4 when something does not (after --repair: when the
+    repair could not make it hold).
+    """
+    from bienc_cli import store
+    from bienc_cli.verify import repair_index, verify_index
+
+    root = store.index_path(str(index_dir) if index_dir else None)
+    result = repair_index(root, wait=wait) if repair else verify_index(root)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        for check in result.checks:
+            mark = "ok  " if check.ok else "FAIL"
+            sys.stdout.write(f"{mark} {check.name}{': ' + check.detail if check.detail else ''}\n")
+        if result.repaired:
+            sys.stdout.write(f"repair: {result.repaired}\n")
+    raise typer.Exit(int(ExitStatus.OK if result.ok else ExitStatus.NO_INDEX))
 
 
 def main() -> None:

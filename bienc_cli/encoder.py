@@ -56,6 +56,22 @@ class ModelInfo:
     max_seq_length: int  # tokens, including the special tokens ([CLS], [SEP])
     pooling: str  # mean | cls | max | ...
     normalize: bool  # whether the pipeline ends in a Normalize module
+    backend: str = "sentence-transformers"  # or "onnx": see load_encoder
+    onnx_dir: str | None = None  # the ONNX export to use (or create) for the onnx backend
+    threads: int | None = None  # inference threads; None: all cores
+
+    @classmethod
+    def from_manifest(cls, stored: dict) -> ModelInfo:
+        """The model an index records, without touching the model folder (fast for queries)."""
+        return cls(
+            name=stored["name"],
+            path=stored["path"],
+            fingerprint=stored["fingerprint"],
+            dim=int(stored["dim"]),
+            max_seq_length=int(stored["max_seq_length"]),
+            pooling=stored.get("pooling", "mean"),
+            normalize=bool(stored.get("normalize", True)),
+        )
 
 
 def model_from_env(name: str | None) -> str:
@@ -186,6 +202,18 @@ def fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _quiet_hugging_face() -> None:
+    """Keep transformers' and the Hub's progress bars and notices off the user's stderr."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+    except ImportError:
+        return
+    transformers.logging.disable_progress_bar()  # "Loading weights" ignores the variables
+
+
 def load_tokenizer(model: ModelInfo) -> tokenizers.Tokenizer:
     """The model's fast tokenizer, with truncation and padding off (chunking needs all tokens)."""
     import tokenizers
@@ -206,17 +234,12 @@ class SentenceTransformerEncoder:
     """The reference backend: sentence-transformers on the CPU."""
 
     def __init__(self, model: ModelInfo, *, threads: int | None = None):
-        # Keep the libraries' progress bars and notices off the user's stderr.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        _quiet_hugging_face()
         try:
             import torch
-            import transformers
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise ModelUnavailable(f"sentence-transformers is not installed: {exc}") from exc
-        transformers.logging.disable_progress_bar()
         if threads:
             torch.set_num_threads(threads)
         try:
@@ -230,6 +253,7 @@ class SentenceTransformerEncoder:
             or self._model.get_sentence_embedding_dimension
         )
         self.dim = int(dimension() or model.dim)
+        self.backend = "sentence-transformers"
         self.max_seq_length = int(self._model.max_seq_length or model.max_seq_length)
 
     def encode(
@@ -257,13 +281,49 @@ class SentenceTransformerEncoder:
         return out
 
 
-def load_encoder(model: ModelInfo, *, backend: str = "sentence-transformers") -> Encoder:
-    """An encoder for ``model`` with the given backend, loaded once per process."""
-    return _cached_encoder(model.path, model.fingerprint, backend, model)
+BACKENDS = ("auto", "onnx", "sentence-transformers")
+_ONNX_FILES = ("bienc_onnx.json", "model.onnx", "model.onnx.data", "tokenizer.json")
+
+
+def is_onnx_export(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a complete export (export_model writes it atomically)."""
+    return all(os.path.isfile(os.path.join(folder, name)) for name in _ONNX_FILES)
+
+
+def load_encoder(model: ModelInfo) -> Encoder:
+    """An encoder for ``model`` on ``model.backend``, loaded once per process.
+
+    ``onnx``: the export in ``model.onnx_dir`` (created there first if missing, which needs
+    torch once); no torch at all when it exists. ``auto``: onnx, falling back to
+    sentence-transformers (with a logged warning) when the model cannot be exported.
+    Encoders carry a ``backend`` attribute saying which one they are.
+    """
+    return _cached_encoder(model)
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_encoder(path: str, fingerprint: str, backend: str, model: ModelInfo) -> Encoder:
-    if backend == "sentence-transformers":
-        return SentenceTransformerEncoder(model)
-    raise ModelUnavailable(f"unknown encoder backend {backend!r}")
+def _cached_encoder(model: ModelInfo) -> Encoder:
+    if model.backend == "sentence-transformers":
+        return SentenceTransformerEncoder(model, threads=model.threads)
+    if model.backend not in ("onnx", "auto"):
+        raise ModelUnavailable(
+            f"unknown encoder backend {model.backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    if model.onnx_dir is None:
+        raise ModelUnavailable("the onnx backend needs a folder for the export")
+    from bienc_cli import onnx_backend
+
+    try:
+        if not is_onnx_export(model.onnx_dir):
+            _quiet_hugging_face()
+            onnx_backend.export_model(model.path, model.onnx_dir)
+        encoder = onnx_backend.OnnxEncoder(
+            model.onnx_dir, threads=model.threads, prepack_weights=model.threads != 1
+        )
+        encoder.backend = "onnx"
+        return encoder
+    except (onnx_backend.ExportError, onnx_backend.OnnxFolderError) as exc:
+        if model.backend == "onnx":
+            raise ModelUnavailable(f"cannot use the onnx backend for {model.name}: {exc}") from exc
+        log.warning("%s: cannot use ONNX (%s); using sentence-transformers", model.name, exc)
+        return SentenceTransformerEncoder(model, threads=model.threads)

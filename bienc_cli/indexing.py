@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 from bienc_cli import __version__, store
 from bienc_cli.chunking import Chunk, Chunker
 from bienc_cli.documents import Document, Note, Skipped
-from bienc_cli.encoder import Encoder, ModelInfo, load_encoder, load_tokenizer, resolve_model
+from bienc_cli.encoder import (
+    BACKENDS,
+    Encoder,
+    ModelInfo,
+    is_onnx_export,
+    load_encoder,
+    load_tokenizer,
+    resolve_model,
+)
 from bienc_cli.errors import (
     ExitStatus,
     IncompatibleIndex,
@@ -74,6 +82,7 @@ class IndexRequest:
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # only what the user set
     settings: IndexSettings = IndexSettings()
+    backend: str | None = None  # auto | onnx | sentence-transformers; None: the index's, else auto
     overlap: int | None = None  # None: the index's stored value, else IndexSettings' default
     ef: int | None = None  # likewise
     rebuild: bool = False
@@ -97,6 +106,7 @@ class RunReport:
     compacted: bool = False
     generation: int | None = None  # None when nothing had to be written
     model: str = ""
+    backend: str | None = None  # the encoder that ran, when one did
     seconds: float = 0.0
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
@@ -116,6 +126,7 @@ class RunReport:
             "exit_code": int(self.exit_status),
             "generation": self.generation,
             "model": self.model,
+            "backend": self.backend,
             "added": self.added,
             "updated": self.updated,
             "removed": self.removed,
@@ -196,6 +207,7 @@ def run_index(
         previous = _Previous.load(live) if live and not request.rebuild else None
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
         model = _choose_model(request, None if request.rebuild else manifest)
+        model = _with_backend(model, request, manifest)
         report.model = model.name
         roots, options = _effective_sources(request, manifest)
         plan = _scan(request, roots, options, previous, report, progress)
@@ -233,6 +245,29 @@ def run_index(
         store.EmbeddingCache(root, model.fingerprint).clear()  # its vectors are published now
     report.seconds = time.monotonic() - started
     return report
+
+
+def _with_backend(
+    model: ModelInfo, request: IndexRequest, manifest: dict[str, Any] | None
+) -> ModelInfo:
+    stored = manifest["model"].get("backend") if manifest and not request.rebuild else None
+    backend = request.backend or stored or "auto"
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    folder = store.onnx_dir(request.root, model.fingerprint)
+    return dataclasses.replace(model, backend=backend, onnx_dir=str(folder))
+
+
+def _query_backend(model: ModelInfo) -> str:
+    """The backend queries will use: onnx when its export exists (an auto run whose export
+    failed fell back to sentence-transformers and left none)."""
+    if (
+        model.backend != "sentence-transformers"
+        and model.onnx_dir
+        and is_onnx_export(model.onnx_dir)
+    ):
+        return "onnx"
+    return "sentence-transformers"
 
 
 def _effective_settings(request: IndexRequest, manifest: dict[str, Any] | None) -> IndexSettings:
@@ -473,20 +508,25 @@ def _chunk_and_encode(
         i for i, r in enumerate(rows) if r.chunk_hash not in reuse and r.chunk_hash not in cached
     ]
     if to_encode:
-        _encode_blocks(rows, to_encode, vectors, model, request, cache, encoder_factory, progress)
+        _encode_blocks(
+            rows, to_encode, vectors, model, request, cache, encoder_factory, progress, report
+        )
     report.chunks_resumed = len(from_cache)
     report.chunks_encoded = len(to_encode)
     report.chunks_reused = len(reused)
     return rows, vectors
 
 
-def _encode_blocks(rows, to_encode, vectors, model, request, cache, encoder_factory, progress):
+def _encode_blocks(
+    rows, to_encode, vectors, model, request, cache, encoder_factory, progress, report
+):
     """Encode in blocks, saving each block to the embedding cache as soon as it is done.
 
     Chunks are sorted by length first, so each block, and each batch in it, carries little
     padding; a crash loses at most the block in progress.
     """
     encoder = (encoder_factory or load_encoder)(model)
+    report.backend = getattr(encoder, "backend", model.backend)
     order = sorted(to_encode, key=lambda i: len(rows[i].chunk.text))
     done = 0
 
@@ -570,6 +610,8 @@ def _write(
             "max_seq_length": model.max_seq_length,
             "pooling": model.pooling,
             "normalize": True,  # bienc stores unit vectors whatever the model does
+            "backend": _query_backend(model),
+            "onnx_dir": str(Path(store.MODELS) / model.fingerprint),
         },
         "chunking": {
             "tokenizer": "model",

@@ -6,6 +6,7 @@ a document's score is its best chunk's.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -14,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bienc_cli import store
-from bienc_cli.encoder import Encoder, ModelInfo, describe_model, load_encoder, resolve_model
+from bienc_cli.encoder import (
+    BACKENDS,
+    Encoder,
+    ModelInfo,
+    is_onnx_export,
+    load_encoder,
+    resolve_model,
+)
 from bienc_cli.errors import ModelUnavailable, UsageError
 
 if TYPE_CHECKING:
@@ -35,6 +43,7 @@ class QueryOptions:
     path_globs: tuple[str, ...] = ()  # keep hits whose path matches any of these
     where: tuple[tuple[str, str], ...] = ()  # table metadata COLUMN=VALUE, all must match
     ef: int | None = None  # search breadth; default: the index's stored ef
+    backend: str | None = None  # default: what the index recorded (onnx where it exported)
 
 
 @dataclass
@@ -71,7 +80,8 @@ def search(
     if live == 0 or not queries:
         return [[] for _ in queries]
     allowed = _allowed_labels(generation, options)
-    encoder = (encoder_factory or load_encoder)(index_model(generation))
+    model = index_model(generation, backend=options.backend, queries=len(queries))
+    encoder = (encoder_factory or load_encoder)(model)
     vectors = encoder.encode(list(queries))
     if allowed is not None and len(allowed) <= _EXACT_LIMIT:
         candidates = _exact(generation, vectors, allowed, options)
@@ -92,19 +102,38 @@ def search(
     return results
 
 
-def index_model(generation: store.Generation) -> ModelInfo:
-    """The model the index was built with: its folder if still there, else by name."""
+def index_model(
+    generation: store.Generation, *, backend: str | None = None, queries: int = 1
+) -> ModelInfo:
+    """The model the index was built with, on the backend queries should use.
+
+    With an ONNX export (the default where the model exports), nothing touches the model
+    folder and torch is never imported; one or a few queries run on one thread, which
+    starts faster than a pool.
+    """
     stored = generation.manifest["model"]
-    if os.path.isdir(stored["path"]):
-        model = describe_model(stored["name"], stored["path"])
-    else:
-        model = resolve_model(stored["name"])
-    if model.dim != stored["dim"]:
+    model = ModelInfo.from_manifest(stored)
+    chosen = backend or stored.get("backend", "sentence-transformers")
+    if chosen not in BACKENDS:
+        raise UsageError(f"unknown --backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
+    folder = store.onnx_dir(generation.root, stored["fingerprint"])
+    if chosen in ("onnx", "auto") and is_onnx_export(folder):
+        threads = 1 if queries <= 4 else None
+        return dataclasses.replace(model, backend="onnx", onnx_dir=str(folder), threads=threads)
+    if chosen == "onnx":
         raise ModelUnavailable(
-            f"model {stored['name']} now gives {model.dim}-d vectors but the index holds "
-            f"{stored['dim']}-d ones; rebuild it with `bienc index --rebuild`"
+            f"index at {generation.root} has no ONNX export of its model; "
+            "run `bienc index --backend onnx` to make one"
         )
-    return model
+    if not os.path.isdir(stored["path"]):
+        found = resolve_model(stored["name"])
+        if found.dim != stored["dim"]:
+            raise ModelUnavailable(
+                f"model {stored['name']} now gives {found.dim}-d vectors but the index holds "
+                f"{stored['dim']}-d ones; rebuild it with `bienc index --rebuild`"
+            )
+        model = dataclasses.replace(model, path=found.path)
+    return dataclasses.replace(model, backend="sentence-transformers")
 
 
 def _fetch_size(generation: store.Generation, options: QueryOptions, live: int) -> int:

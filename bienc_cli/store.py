@@ -66,6 +66,11 @@ LOOKUP_COLUMNS = (
 )  # fmt: skip
 DEFAULT_INDEX = ".bienc"
 CACHE = "cache"
+MODELS = "models"  # INDEX/models/<fingerprint>/: the model's ONNX export, shared by generations
+
+
+def onnx_dir(root: Path, fingerprint: str) -> Path:
+    return root / MODELS / fingerprint
 
 
 def index_path(option: str | None) -> Path:

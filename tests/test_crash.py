@@ -40,13 +40,15 @@ def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path, fake_encoder):
     rng = random.Random(1234)
     source, root = tmp_path / "docs", tmp_path / "idx"
     _write_corpus(source, 150, 0)
+    started = time.monotonic()
     first = _run(root, source)
     assert first.wait(120) == 0, first.stderr.read().decode()
+    duration = time.monotonic() - started  # kill within a run of about this length
     live, killed = 0, 0  # the version the index held after the previous trial
     for trial in range(1, 11):
         _write_corpus(source, 150, trial)
         process = _run(root, source)
-        time.sleep(rng.uniform(0.2, 3.0))
+        time.sleep(rng.uniform(0.1, 1.0) * duration)
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             killed += 1

@@ -129,3 +129,24 @@ def test_importing_the_cli_loads_no_heavy_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_query_on_an_onnx_index_never_imports_torch_or_pyarrow(sample_index):
+    _, root, _ = sample_index
+    from bienc_cli import store
+
+    assert store.open_index(root).manifest["model"]["backend"] == "onnx"
+    code = (
+        "import sys\n"
+        "from bienc_cli.cli import app\n"
+        f"sys.argv = ['bienc', 'query', 'why is Mars red', '--index', {str(root)!r}, '-k', '1']\n"
+        "try:\n"
+        "    app()\n"
+        "except SystemExit as exit:\n"
+        "    heavy = ('torch', 'transformers', 'sentence_transformers', 'pyarrow')\n"
+        "    print('LOADED:' + ','.join(m for m in heavy if m in sys.modules), exit.code)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "why-mars-is-red.md" in out.stdout
+    assert out.stdout.strip().endswith("LOADED: 0"), out.stdout + out.stderr
