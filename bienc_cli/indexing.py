@@ -208,6 +208,8 @@ def run_index(
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
         model = _choose_model(request, None if request.rebuild else manifest)
         model = _with_backend(model, request, manifest)
+        if request.backend == "onnx" and not is_onnx_export(model.onnx_dir):
+            (encoder_factory or load_encoder)(model)  # asked for: export now, even with nothing to encode
         report.model = model.name
         roots, options = _effective_sources(request, manifest)
         plan = _scan(request, roots, options, previous, report, progress)
@@ -218,7 +220,10 @@ def run_index(
         _count(report, plan, previous, removed_ids)
         remembered = (manifest["sources"], manifest.get("skipped_files")) if manifest else None
         now = ({"roots": roots, "options": _jsonable(options)}, _skipped_files(report))
-        ef_changed = manifest is not None and manifest["hnsw"]["ef"] != request.settings.ef
+        ef_changed = manifest is not None and (
+            manifest["hnsw"]["ef"] != request.settings.ef
+            or manifest["model"].get("backend") != _query_backend(model)
+        )
         if (
             new_rows
             or removed_ids
