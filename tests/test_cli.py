@@ -79,7 +79,8 @@ def test_query_formats_parse(indexed, corpus):
     assert nul.endswith("\0") and nul.count("\0") == 2
 
 
-def test_table_format_on_request(indexed):
+def test_table_format_on_request(indexed, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # rich would otherwise wrap long temporary paths
     result = _query(indexed, "cats", "-f", "table")
     assert result.exit_code == 0 and "cats.md" in result.stdout
 

@@ -1,0 +1,510 @@
+"""File actions: plans, hash checks, the journal and undo; and the safety rules, as properties."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from bienc_cli import actions
+from bienc_cli.actions import Plan, PlannedFile, PlannedGroup
+from bienc_cli.cli import app
+from bienc_cli.errors import ExitStatus, UsageError
+
+runner = CliRunner()
+
+
+def bienc(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Every entry under ``root``: (kind, bytes or link target), to compare trees exactly."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                out[rel] = ("link", os.readlink(path).encode())
+            elif path.is_dir():
+                out[rel] = ("dir", b"")
+            else:
+                out[rel] = ("file", path.read_bytes())
+    return out
+
+
+def _planned(path: Path, **extra) -> PlannedFile:
+    return PlannedFile(str(path), actions.file_sha256(path), path.stat().st_size, **extra)
+
+
+def make_plan(root: Path, groups: list[tuple[str, list[str]]], tmp: Path, **kw) -> Plan:
+    """A plan over files below ``root``, written to ``tmp/plan.json``."""
+    plan = Plan(
+        roots=[str(root)],
+        reference=kw.pop("reference", []),
+        groups=[
+            PlannedGroup(
+                n,
+                _planned(root / keeper),
+                [_planned(root / m, similarity=0.95, match="near") for m in members],
+            )
+            for n, (keeper, members) in enumerate(groups, 1)
+        ],
+        **kw,
+    )
+    actions.write_plan(plan, tmp / "plan.json")
+    return actions.read_plan(tmp / "plan.json")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "docs"
+    (root / "a" / "deep").mkdir(parents=True)
+    (root / "keep.txt").write_text("the original text\n")
+    (root / "a" / "copy.txt").write_text("the original text\n")
+    (root / "a" / "deep" / "reworded.txt").write_text("the text, reworded\n")
+    (root / "other.txt").write_text("something else entirely\n")
+    return root
+
+
+GROUPS = [("keep.txt", ["a/copy.txt", "a/deep/reworded.txt"])]
+
+
+# -- apply and undo, per action --------------------------------------------------------------
+
+
+def test_move_keeps_the_relative_tree_and_undo_restores(tree, tmp_path):
+    before = snapshot(tree)
+    plan = make_plan(tree, GROUPS, tmp_path)
+    report = actions.apply_plan(plan, "move", to=str(tmp_path / "dups"))
+    assert [o.status for o in report.outcomes] == ["done", "done"]
+    assert (tmp_path / "dups" / "a" / "copy.txt").read_text() == "the original text\n"
+    assert (tmp_path / "dups" / "a" / "deep" / "reworded.txt").exists()
+    assert not (tree / "a" / "copy.txt").exists()
+    assert (tree / "keep.txt").read_text() == "the original text\n"
+    assert report.journal == str(tmp_path / "plan.journal.jsonl")
+    undone = actions.undo(Path(report.journal))
+    assert [o.status for o in undone.outcomes] == ["done", "done"]
+    assert snapshot(tree) == before
+    assert not list((tmp_path / "dups").rglob("*"))  # folders it made are gone again
+
+
+def test_delete_goes_to_a_trash_beside_the_journal(tree, tmp_path):
+    before = snapshot(tree)
+    plan = make_plan(tree, GROUPS, tmp_path)
+    report = actions.apply_plan(plan, "delete")
+    assert report.trash == str(tmp_path / ".plan.trash")
+    assert (tmp_path / ".plan.trash" / "a" / "deep" / "reworded.txt").exists()
+    assert sorted(snapshot(tree)) == ["a", "a/deep", "keep.txt", "other.txt"]
+    actions.undo(Path(report.journal))
+    assert snapshot(tree) == before
+    assert not (tmp_path / ".plan.trash").exists()  # emptied by the undo, so removed
+
+
+@pytest.mark.parametrize("action", ["hardlink", "symlink"])
+def test_links_replace_duplicates_and_undo_restores_their_bytes(tree, tmp_path, action):
+    before = snapshot(tree)
+    plan = make_plan(tree, GROUPS, tmp_path)
+    report = actions.apply_plan(plan, action)
+    assert {o.status for o in report.outcomes} == {"done"}
+    for member in ("a/copy.txt", "a/deep/reworded.txt"):
+        path = tree / member
+        assert os.path.samefile(path, tree / "keep.txt")
+        assert path.is_symlink() == (action == "symlink")
+        if action == "symlink":
+            assert not os.path.isabs(os.readlink(path))  # relative: survives moving the tree
+    assert (tree / "a" / "deep" / "reworded.txt").read_text() == "the original text\n"
+    actions.undo(Path(report.journal))
+    assert snapshot(tree) == before
+
+
+@pytest.mark.parametrize("action", actions.ACTIONS)
+def test_applying_twice_changes_nothing_the_second_time(tree, tmp_path, action):
+    plan = make_plan(tree, GROUPS, tmp_path)
+    to = str(tmp_path / "dups") if action == "move" else None
+    actions.apply_plan(plan, action, to=to)
+    after_first = snapshot(tmp_path)
+    second = actions.apply_plan(plan, action, to=to)
+    assert {o.status for o in second.outcomes} == {"already"}
+    assert snapshot(tmp_path) == after_first
+
+
+def test_dry_run_changes_nothing_and_writes_no_journal(tree, tmp_path):
+    plan = make_plan(tree, GROUPS, tmp_path)
+    before = snapshot(tmp_path)
+    report = actions.apply_plan(plan, "delete", dry_run=True)
+    assert [o.status for o in report.outcomes] == ["would", "would"]
+    assert snapshot(tmp_path) == before
+
+
+# -- what is refused -------------------------------------------------------------------------
+
+
+def test_a_file_changed_since_the_plan_is_skipped(tree, tmp_path):
+    plan = make_plan(tree, GROUPS, tmp_path)
+    (tree / "a" / "copy.txt").write_text("edited after the plan\n")
+    report = actions.apply_plan(plan, "delete")
+    assert [(o.status, o.reason) for o in report.outcomes] == [
+        ("skipped", "changed since the plan"),
+        ("done", ""),
+    ]
+    assert (tree / "a" / "copy.txt").read_text() == "edited after the plan\n"
+
+
+@pytest.mark.parametrize("change", ["edit", "remove"])
+def test_members_of_a_changed_or_missing_keeper_are_left_alone(tree, tmp_path, change):
+    plan = make_plan(tree, GROUPS, tmp_path)
+    if change == "edit":
+        (tree / "keep.txt").write_text("the keeper changed\n")
+    else:
+        (tree / "keep.txt").unlink()
+    before = snapshot(tree)
+    report = actions.apply_plan(plan, "delete")
+    assert {o.status for o in report.outcomes} == {"skipped"}
+    assert all(o.reason.startswith("keeper") for o in report.outcomes)
+    assert snapshot(tree) == before
+
+
+def test_a_member_that_is_a_link_to_its_keeper_is_never_removed(tree, tmp_path):
+    """Removing it would remove nothing, or (keeper -> member) the last copy."""
+    (tree / "link.txt").symlink_to("keep.txt")
+    plan = make_plan(tree, [("link.txt", ["keep.txt"])], tmp_path)
+    report = actions.apply_plan(plan, "delete")
+    assert report.outcomes[0].status == "already"
+    assert (tree / "keep.txt").read_text() == "the original text\n"
+
+
+def test_a_plan_where_a_keeper_is_also_a_duplicate_is_refused(tree, tmp_path):
+    plan = make_plan(tree, [("keep.txt", ["a/copy.txt"]), ("a/copy.txt", ["other.txt"])], tmp_path)
+    with pytest.raises(UsageError, match="both as a keeper and as a duplicate"):
+        actions.apply_plan(plan, "delete")
+
+
+def test_files_outside_the_roots_or_under_reference_are_never_touched(tree, tmp_path):
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("the original text\n")
+    plan = make_plan(tree, GROUPS, tmp_path, reference=[str(tree / "a" / "deep")])
+    data = json.loads((tmp_path / "plan.json").read_text())
+    data["groups"][0]["members"].append(
+        {"path": str(outside), "sha256": actions.file_sha256(outside), "size": 18}
+    )
+    (tmp_path / "plan.json").write_text(json.dumps(data))
+    plan = actions.read_plan(tmp_path / "plan.json")
+    report = actions.apply_plan(plan, "delete")
+    assert [(Path(o.path).name, o.status, o.reason) for o in report.outcomes] == [
+        ("copy.txt", "done", ""),
+        ("reworded.txt", "skipped", "under a reference folder"),
+        ("elsewhere.txt", "skipped", "outside the roots"),
+    ]
+    assert outside.exists() and (tree / "a" / "deep" / "reworded.txt").exists()
+
+
+def test_move_never_overwrites(tree, tmp_path):
+    plan = make_plan(tree, GROUPS, tmp_path)
+    (tmp_path / "dups" / "a").mkdir(parents=True)
+    (tmp_path / "dups" / "a" / "copy.txt").write_text("already here\n")
+    report = actions.apply_plan(plan, "move", to=str(tmp_path / "dups"))
+    assert report.outcomes[0].status == "skipped" and "already exists" in report.outcomes[0].reason
+    assert (tmp_path / "dups" / "a" / "copy.txt").read_text() == "already here\n"
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json", json.dumps({"format": "other"}), json.dumps({"format": "bienc-dedup-plan"})],
+)
+def test_bad_plans_are_usage_errors(tmp_path, content):
+    (tmp_path / "plan.json").write_text(content)
+    with pytest.raises(UsageError):
+        actions.read_plan(tmp_path / "plan.json")
+
+
+# -- the journal: crashes and undo -----------------------------------------------------------
+
+
+def test_undo_after_a_crash_between_intent_and_done(tree, tmp_path):
+    """The journal says "about to move", the move happened, then the process died."""
+    before = snapshot(tree)
+    plan = make_plan(tree, GROUPS, tmp_path)
+    report = actions.apply_plan(plan, "delete")
+    journal = Path(report.journal)
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(ln for ln in lines if '"op": "done"' not in ln) + "\n")
+    actions.undo(journal)
+    assert snapshot(tree) == before
+
+
+def test_undo_of_an_intent_that_never_happened(tree, tmp_path):
+    plan = make_plan(tree, GROUPS, tmp_path)
+    report = actions.apply_plan(plan, "delete")
+    actions.undo(Path(report.journal))
+    journal = Path(report.journal)
+    # a crashed run: the intent was written, the file never moved; the last line is torn
+    entry = {"op": "do", "seq": 99, "action": "delete", "path": str(tree / "keep.txt")}
+    entry |= {"dest": str(tmp_path / "gone"), "sha256": actions.file_sha256(tree / "keep.txt")}
+    entry |= {"keeper": str(tree / "other.txt")}
+    journal.write_text(journal.read_text() + json.dumps(entry) + '\n{"op": "do", "se')
+    result = actions.undo(journal)
+    assert [(o.status, o.reason) for o in result.outcomes] == [
+        ("already", "in place (the action never happened)")
+    ]
+
+
+def test_undo_twice_is_harmless(tree, tmp_path):
+    before = snapshot(tree)
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "move", to=str(tmp_path / "d"))
+    actions.undo(Path(report.journal))
+    again = actions.undo(Path(report.journal))
+    assert again.outcomes == []
+    assert snapshot(tree) == before
+
+
+def test_undo_does_not_overwrite_a_new_file(tree, tmp_path):
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "delete")
+    (tree / "a" / "copy.txt").write_text("a new file in the old place\n")
+    result = actions.undo(Path(report.journal))
+    statuses = {Path(o.path).name: o.status for o in result.outcomes}
+    assert statuses == {"copy.txt": "skipped", "reworded.txt": "done"}
+    assert (tree / "a" / "copy.txt").read_text() == "a new file in the old place\n"
+
+
+def test_a_journal_that_is_not_one(tmp_path):
+    (tmp_path / "j.jsonl").write_text('{"op": "nothing"}\n')
+    with pytest.raises(UsageError):
+        actions.undo(tmp_path / "j.jsonl")
+    with pytest.raises(UsageError):
+        actions.undo(tmp_path / "missing.jsonl")
+
+
+# -- the safety rules as properties ----------------------------------------------------------
+
+
+_contents = st.sampled_from([b"alpha\n", b"beta\n", b"alpha\n\n", b"", b"\x00\xff binary"])
+
+
+@st.composite
+def _scenarios(draw):
+    n_files = draw(st.integers(2, 8))
+    contents = [draw(_contents) for _ in range(n_files)]
+    folders = [draw(st.sampled_from(["", "x/", "x/y/", "z/"])) for _ in range(n_files)]
+    names = [f"{folder}f{i}.txt" for i, folder in enumerate(folders)]
+    order = draw(st.permutations(range(n_files)))
+    groups, start = [], 0
+    while start < n_files - 1:
+        size = draw(st.integers(2, max(2, n_files - start)))
+        chunk = [names[i] for i in order[start : start + size]]
+        if len(chunk) >= 2:
+            groups.append((chunk[0], chunk[1:]))
+        start += size
+    action = draw(st.sampled_from(actions.ACTIONS))
+    return dict(zip(names, contents)), groups, action
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_scenarios())
+def test_keepers_survive_reapplying_is_idle_and_undo_restores_every_byte(scenario):
+    files, groups, action = scenario
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root = tmp / "root"
+        for name, data in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(data)
+        before = snapshot(root)
+        plan = make_plan(root, groups, tmp)
+        to = str(tmp / "moved") if action == "move" else None
+        report = actions.apply_plan(plan, action, to=to)
+        assert {o.status for o in report.outcomes} <= {"done"}
+        for keeper, _ in groups:  # no keeper is ever moved, deleted or changed
+            assert before[keeper] == ("file", (root / keeper).read_bytes())
+            assert not (root / keeper).is_symlink()
+        for _, members in groups:
+            for member in members:
+                path = root / member
+                if action in ("move", "delete"):
+                    assert not os.path.lexists(path)
+                else:
+                    assert path.read_bytes() == (root / _keeper_of(groups, member)).read_bytes()
+        after = snapshot(tmp)
+        second = actions.apply_plan(plan, action, to=to)
+        assert {o.status for o in second.outcomes} <= {"already"}
+        assert snapshot(tmp) == after
+        actions.undo(Path(report.journal))
+        assert snapshot(root) == before
+
+
+def _keeper_of(groups, member):
+    return next(keeper for keeper, members in groups if member in members)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dup_tree(tmp_path):
+    root = tmp_path / "docs"
+    (root / "archive").mkdir(parents=True)
+    (root / "ref").mkdir()
+    text = "Sourdough starter needs flour and water fed every day at room temperature.\n"
+    (root / "starter.md").write_text(text)
+    (root / "archive" / "starter-copy.md").write_text(text)
+    (root / "ref" / "starter-reference.md").write_text(text)
+    (root / "rockets.txt").write_text("Rockets burn fuel to reach orbit around the earth.\n")
+    return root
+
+
+def test_cli_report_only_changes_nothing(dup_tree, fake_encoder, tmp_path):
+    before = snapshot(tmp_path)
+    result = bienc("dedup", dup_tree)
+    assert result.exit_code == ExitStatus.OK
+    assert snapshot(tmp_path) == before
+
+
+def test_cli_plan_review_apply_undo(dup_tree, fake_encoder, tmp_path):
+    before = snapshot(dup_tree)
+    plan = tmp_path / "review" / "plan.json"
+    result = bienc("dedup", dup_tree, "--plan", plan, "--reference", dup_tree / "ref")
+    assert result.exit_code == 0 and "bienc dedup --apply" in result.stderr
+    assert snapshot(dup_tree) == before  # a plan changes nothing
+    data = json.loads(plan.read_text())
+    [group] = data["groups"]
+    assert group["keeper"]["path"].endswith("ref/starter-reference.md")
+    assert sorted(Path(m["path"]).name for m in group["members"]) == [
+        "starter-copy.md",
+        "starter.md",
+    ]
+    result = bienc("dedup", "--apply", plan, "--action", "move", "--to", tmp_path / "dups")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "dups" / "archive" / "starter-copy.md").exists()
+    assert "bienc dedup --undo" in result.stderr
+    journal = tmp_path / "review" / "plan.journal.jsonl"
+    result = bienc("dedup", "--undo", journal)
+    assert result.exit_code == 0 and result.stdout.count("restored") == 2
+    assert snapshot(dup_tree) == before
+
+
+def test_cli_delete_needs_yes_without_a_terminal(dup_tree, fake_encoder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(dup_tree)
+    result = bienc("dedup", dup_tree, "--action", "delete")
+    assert result.exit_code == ExitStatus.USAGE and "--yes" in result.stderr
+    assert snapshot(dup_tree) == before
+    result = bienc("dedup", dup_tree, "--action", "delete", "--dry-run")
+    assert result.exit_code == 0 and "would be deleted" in result.stdout
+    assert snapshot(dup_tree) == before and not (tmp_path / ".bienc-dedup").exists()
+    result = bienc("dedup", dup_tree, "--action", "delete", "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("deleted") == 2
+    [journal] = (tmp_path / ".bienc-dedup").glob("*/plan.journal.jsonl")
+    assert bienc("dedup", "--undo", journal).exit_code == 0
+    assert snapshot(dup_tree) == before
+
+
+def test_cli_apply_reports_changed_files_with_exit_3(dup_tree, fake_encoder, tmp_path):
+    plan = tmp_path / "plan.json"
+    bienc("dedup", dup_tree, "--plan", plan, "--action", "symlink")
+    (dup_tree / "starter.md").write_text("changed since the plan\n")
+    result = bienc("dedup", "--apply", plan, "-f", "json")  # the plan's own action
+    assert result.exit_code == ExitStatus.PARTIAL
+    report = json.loads(result.stdout)
+    assert report["action"] == "symlink"
+    assert report["counts"]["done"] == 1 and report["counts"]["skipped"] == 1
+
+
+def test_cli_apply_needs_an_action(dup_tree, fake_encoder, tmp_path):
+    plan = tmp_path / "plan.json"
+    bienc("dedup", dup_tree, "--plan", plan)
+    result = bienc("dedup", "--apply", plan)
+    assert result.exit_code == ExitStatus.USAGE and "--action" in result.stderr
+    result = bienc("dedup", dup_tree, "--apply", plan, "--action", "delete")
+    assert result.exit_code == ExitStatus.USAGE
+
+
+def test_a_file_another_keeper_links_to_is_kept(tree, tmp_path):
+    (tree / "link-keeper.txt").symlink_to("a/copy.txt")
+    plan = make_plan(
+        tree, [("keep.txt", ["a/copy.txt"]), ("link-keeper.txt", ["other.txt"])], tmp_path
+    )
+    report = actions.apply_plan(plan, "delete")
+    assert [(Path(o.path).name, o.status) for o in report.outcomes] == [
+        ("copy.txt", "skipped"),
+        ("other.txt", "done"),
+    ]
+    assert (tree / "link-keeper.txt").read_text() == "the original text\n"
+
+
+def test_cli_apply_uses_the_plans_action_and_destination(dup_tree, fake_encoder, tmp_path):
+    plan = tmp_path / "plan.json"
+    before = snapshot(dup_tree)
+    result = bienc("dedup", dup_tree, "--plan", plan, "--action", "move", "--to", tmp_path / "d")
+    assert result.exit_code == 0
+    assert snapshot(dup_tree) == before  # planning moves nothing
+    result = bienc("dedup", "--apply", plan, "--dry-run")
+    assert result.exit_code == 0 and result.stdout.count("would be moved") == 2
+    assert not (tmp_path / "d").exists()
+    assert bienc("dedup", "--apply", plan).exit_code == 0
+    # the keeper, first in path order, is archive/starter-copy.md
+    assert sorted(str(p.relative_to(tmp_path / "d")) for p in (tmp_path / "d").rglob("*.md")) == [
+        "ref/starter-reference.md",
+        "starter.md",
+    ]
+
+
+def test_cli_interrupted_apply_says_how_to_undo(dup_tree, fake_encoder, tmp_path, monkeypatch):
+    plan = tmp_path / "plan.json"
+    bienc("dedup", dup_tree, "--plan", plan)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(actions, "apply_plan", interrupted)
+    result = bienc("dedup", "--apply", plan, "--action", "symlink")
+    assert result.exit_code == ExitStatus.INTERRUPTED
+    assert "bienc dedup --undo" in result.stderr and "plan.journal.jsonl" in result.stderr
+
+
+def test_a_failed_link_leaves_the_file_and_undo_agrees(tree, tmp_path, monkeypatch):
+    before = snapshot(tree)
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "hardlink")
+    assert {(o.status, o.reason) for o in report.outcomes} == {
+        ("failed", "Invalid cross-device link")
+    }
+    assert snapshot(tree) == before
+    result = actions.undo(Path(report.journal))
+    assert {o.status for o in result.outcomes} == {"already"}
+    assert snapshot(tree) == before
+
+
+def test_a_link_that_cannot_be_put_in_place_is_rolled_back(tree, tmp_path, monkeypatch):
+    before = snapshot(tree)
+    real_rename = os.rename
+
+    def no_link_in_place(src, dst):
+        if ".bienc-link-" in str(src):
+            raise OSError(13, "Permission denied")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", no_link_in_place)
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "symlink")
+    assert {o.status for o in report.outcomes} == {"failed"}
+    assert snapshot(tree) == before  # originals back, no stray link
+
+
+def test_cli_action_with_nothing_to_do_leaves_nothing_behind(
+    corpus, fake_encoder, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    result = bienc("dedup", corpus, "--action", "delete", "--yes")
+    assert result.exit_code == ExitStatus.NO_RESULTS
+    assert not (tmp_path / ".bienc-dedup").exists()
