@@ -802,32 +802,19 @@ def write_table_output(corpus: Corpus, detection: Detection, path: Path) -> Tabl
 
 def _read_rows(path: str, id_column: str | None) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
     """(row id, row) of every row of a table, numbered exactly as `bienc index` numbers them."""
-    # The row readers of tables.py give the same row numbers and ids as indexing did.
+    # tables.py gives the same row numbers and ids as indexing did.
     from bienc_cli import tables
-    from bienc_cli.readers import TableOptions
 
-    suffix = os.path.splitext(path)[1].lower()
     out: list[tuple[str, dict[str, Any]]] = []
     schema = None
     try:
         with open(path, "rb") as f:
-            if suffix == ".parquet":
+            if os.path.splitext(path)[1].lower() == ".parquet":
                 import pyarrow.parquet as pq
 
                 schema = pq.ParquetFile(f).schema_arrow
                 f.seek(0)
-                events = tables._parquet_rows(f, TableOptions())
-            elif suffix in (".jsonl", ".ndjson"):
-                events = tables._jsonl_rows(f)
-            else:
-                encoding, _ = tables._sniff_encoding(f)
-                events = tables._csv_rows(f, encoding, "\t" if suffix == ".tsv" else ",")
-            for kind, value in events:
-                if kind != "row":
-                    continue
-                number, row = value
-                row_id = str(number) if id_column is None else tables._id_text(row.get(id_column))
-                out.append((row_id or str(number), row))
+            out = list(tables.table_rows(f, path, id_column))
     except (OSError, tables.TableProblem) as exc:
         raise UsageError(f"cannot read {path} again to write --output: {exc}") from exc
     return out, schema

@@ -118,15 +118,15 @@ def centres(coords: np.ndarray, labels: np.ndarray) -> dict[int, tuple[float, fl
 
 def map_data(report: ClusterReport, *, seed: int = 0) -> MapData:
     """Project a cluster report's vectors and gather its labels, sizes and titles."""
-    from bienc_cli import ui
+    from bienc_cli import ui, ui_cluster
 
     coords, projection = project(report.vectors, seed=seed)
     c = report.clustering
     names = {cluster.id: cluster.label for cluster in c.clusters}
     hover = [
-        f"{ui.doc_location(d.path, d.row_id)} | {d.title}"
+        f"{ui_cluster.doc_location(d.path, d.row_id)} | {d.title}"
         if d.title
-        else ui.doc_location(d.path, d.row_id)
+        else ui_cluster.doc_location(d.path, d.row_id)
         for d in report.documents
     ]
     short = [d.row_id if d.row_id is not None else Path(d.path).stem for d in report.documents]
@@ -135,9 +135,7 @@ def map_data(report: ClusterReport, *, seed: int = 0) -> MapData:
         sources += f" and {len(report.sources) - 3} more"
     outliers = f", {c.n_outliers} outliers" if c.n_outliers else ""
     title = f"{len(report.documents)} documents from {sources}: {c.n_clusters} clusters{outliers}"
-    subtitle = (
-        f"bienc cluster: {ui.cluster_method(report)}; {report.model} vectors; map: {projection}"
-    )
+    subtitle = f"bienc cluster: {ui_cluster.cluster_method(report)}; {report.model} vectors; map: {projection}"
     return MapData(coords, c.labels, names, hover, short, title, subtitle)
 
 

@@ -48,22 +48,44 @@ def read_table(
     entry: FileEntry, f: IO[bytes], options: TableOptions
 ) -> Iterator[Document | Skipped | Note]:
     """The rows of the table open in ``f`` (binary), as Documents and per-row Skipped."""
-    suffix = os.path.splitext(entry.path)[1].lower()
-    if suffix == ".parquet":
-        rows, encoding = _parquet_rows(f, options), None
-    elif suffix in (".jsonl", ".ndjson"):
-        rows, encoding = _jsonl_rows(f), "utf-8"
-    else:
-        encoding, note = _sniff_encoding(f)
-        if note:
-            yield Note(entry.path, note)
-        rows = _csv_rows(f, encoding, delimiter="\t" if suffix == ".tsv" else ",")
+    rows, encoding, note = _events(f, entry.path, options)
+    if note:
+        yield Note(entry.path, note)
     yield from _RowsToDocuments(entry, options, encoding).run(rows)
+
+
+def table_rows(
+    f: IO[bytes], path: str, id_column: str | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(row id, row) of each parsed row of the table open in ``f``, numbered as indexing does.
+
+    The id is the value of ``id_column`` (as indexing writes it), else, and when that value is
+    empty, the 0-based row number. Rows that cannot be parsed are left out, without a word.
+    """
+    events, _, _ = _events(f, path, TableOptions())
+    for kind, value in events:
+        if kind == "row":
+            number, row = value
+            row_id = str(number) if id_column is None else _id_text(row.get(id_column))
+            yield row_id or str(number), row
 
 
 # Each reader yields ("columns", [names]) once, before its first row, then per row either
 # ("row", (row_number, dict)) or ("bad", (row_id, reason)) for a row that could not be parsed.
 _Event = tuple[str, Any]
+
+
+def _events(
+    f: IO[bytes], path: str, options: TableOptions
+) -> tuple[Iterator[_Event], str | None, str | None]:
+    """The row reader for ``path``'s format, the text encoding, and a note on that encoding."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".parquet":
+        return _parquet_rows(f, options), None, None
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl_rows(f), "utf-8", None
+    encoding, note = _sniff_encoding(f)
+    return _csv_rows(f, encoding, delimiter="\t" if suffix == ".tsv" else ","), encoding, note
 
 
 def _parquet_rows(f: IO[bytes], options: TableOptions) -> Iterator[_Event]:

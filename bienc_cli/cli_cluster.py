@@ -1,0 +1,270 @@
+"""`bienc cluster`: group documents by topic, name the groups, draw the map.
+
+Registered on the shared app when bienc_cli.cli imports this module; the library work is in
+bienc_cli.cluster, the rendering in bienc_cli.ui_cluster and bienc_cli.plot.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bienc_cli.cli import IndexOption, NullOption, _error, _handle_errors, app
+from bienc_cli.errors import ExitStatus, UsageError
+
+
+@app.command()
+@_handle_errors
+def cluster(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Folders, files or glob patterns to read and encode (in a temporary index); "
+            "- reads paths from stdin. Omitted: the documents of --index.",
+            show_default=False,
+        ),
+    ] = None,
+    index_dir: IndexOption = None,
+    method: Annotated[
+        str, typer.Option("--method", "-M", help="kmeans | hdbscan | agglomerative.")
+    ] = "kmeans",
+    n_clusters: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            "--clusters",
+            min=1,
+            help="Number of clusters (kmeans, agglomerative). \\[default: the K from 2 to "
+            "min(20, sqrt(documents)) with the best silhouette]",
+            show_default=False,
+        ),
+    ] = None,
+    max_clusters: Annotated[
+        int | None,
+        typer.Option(
+            "--max-clusters",
+            help="Largest K the automatic choice tries (kmeans, agglomerative). "
+            "\\[default: min(20, sqrt(documents))]",
+            show_default=False,
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            help="agglomerative: cut where groups are farther apart than this cosine distance "
+            "(0-2; with average linkage, the mean distance between their documents). "
+            "\\[default: K by silhouette, as for kmeans]",
+            show_default=False,
+        ),
+    ] = None,
+    linkage: Annotated[
+        str,
+        typer.Option("--linkage", help="agglomerative: average | complete | single | ward."),
+    ] = "average",
+    min_cluster_size: Annotated[
+        int | None,
+        typer.Option(
+            "--min-cluster-size",
+            help="hdbscan: smallest group that counts as a cluster. \\[default: max(5, 1% of "
+            "documents)]",
+            show_default=False,
+        ),
+    ] = None,
+    min_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--min-samples",
+            help="hdbscan: neighbours a document needs to be in a dense region; lower leaves "
+            "fewer outliers. \\[default: min(--min-cluster-size, 10)]",
+            show_default=False,
+        ),
+    ] = None,
+    attach_outliers: Annotated[
+        bool,
+        typer.Option("--attach-outliers", help="hdbscan: put each outlier in the nearest cluster."),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same clusters.")] = 0,
+    keywords: Annotated[int, typer.Option("--keywords", min=1, help="Keywords per cluster.")] = 5,
+    representatives: Annotated[
+        int,
+        typer.Option("--representatives", min=0, help="Documents nearest the centre, per cluster."),
+    ] = 3,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table | json | jsonl | csv | tsv | parquet (with --output). \\[default: from "
+            "--output's suffix, else table on a terminal, tsv otherwise]",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the results to this file (.json, .jsonl, .csv, .tsv, .parquet) "
+            "instead of stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    plot: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--plot",
+            help="Draw a map of the documents coloured by cluster: .png, .svg, .pdf, or .html "
+            "(interactive) (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    organize_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--organize",
+            help="Make one folder per cluster here, holding symlinks to its documents "
+            "(originals are never moved).",
+            show_default=False,
+        ),
+    ] = None,
+    copy: Annotated[
+        bool, typer.Option("--copy", help="--organize: copy the documents instead of linking.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="--organize: write into a folder that is not empty.")
+    ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="With SOURCES: model folder or sentence-transformers id. \\[default: "
+            "$BIENC_MODEL, else all-MiniLM-L6-v2]",
+            show_default=False,
+        ),
+    ] = None,
+    text_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text-column", help="Table column(s) holding the text, joined in order (repeatable)."
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Table column holding the row id.")
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only read files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable)."),
+    ] = None,
+    null: NullOption = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary on stderr (errors still shown).")
+    ] = False,
+) -> None:
+    """Group documents by topic, name each group by its keywords, and draw the map.
+
+    Reads SOURCES into a temporary index (or, with no SOURCES, reuses the vectors stored in
+    --index: nothing is encoded). Each cluster is named by class-based TF-IDF keywords and
+    represented by the documents nearest its centre; distances are cosine (0 = at the
+    centre). Exit code 3 if some sources could not be read.
+    """
+    from bienc_cli import plot as plotting
+    from bienc_cli import store, ui, ui_cluster
+    from bienc_cli.cluster import ClusterOptions, cluster_index, cluster_sources, organize
+    from bienc_cli.indexing import IndexRequest
+    from bienc_cli.sources import read_path_list
+
+    sources = list(sources or [])
+    if sources and index_dir is not None:
+        raise UsageError(
+            "give SOURCES or --index, not both; to keep the vectors, run "
+            "`bienc index SOURCES --index DIR` then `bienc cluster --index DIR`"
+        )
+    if not sources and (model or text_column or id_column or include or exclude):
+        raise UsageError(
+            "--model, --text-column, --id-column, --include and --exclude need SOURCES"
+        )
+    fmt = fmt or (ui_cluster.CLUSTER_SUFFIXES.get(output.suffix.lower()) if output else None)
+    fmt = fmt or ("table" if sys.stdout.isatty() and output is None else "tsv")
+    if fmt not in ui_cluster.CLUSTER_FORMATS:
+        raise UsageError(
+            f"unknown --format {fmt!r}; choose one of {', '.join(ui_cluster.CLUSTER_FORMATS)}"
+        )
+    if fmt == "parquet" and output is None:
+        raise UsageError("--format parquet needs --output FILE.parquet")
+    for path in plot or ():
+        plotting.check_plot_path(path)
+    if (copy or force) and organize_dir is None:
+        raise UsageError("--copy and --force go with --organize DIR")
+    options = ClusterOptions(
+        method=method,
+        n_clusters=n_clusters,
+        max_clusters=max_clusters,
+        threshold=threshold,
+        linkage=linkage,
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        attach_outliers=attach_outliers,
+        seed=seed,
+        keywords=keywords,
+        representatives=representatives,
+    )
+    if sources:
+        stdin_paths: list[str] = []
+        if "-" in sources:
+            sources.remove("-")
+            stdin_paths = read_path_list(sys.stdin.buffer, null_separated=null)
+        table_options: dict[str, Any] = {
+            "include": tuple(include) if include else None,
+            "exclude": tuple(exclude) if exclude else None,
+            "text_columns": tuple(text_column) if text_column else None,
+            "id_column": id_column,
+        }
+        request = IndexRequest(
+            root=Path(),  # replaced by a temporary folder
+            sources=sources,
+            stdin_paths=stdin_paths,
+            model=model,
+            options={k: v for k, v in table_options.items() if v is not None},
+        )
+        with ui.progress_bar(sys.stderr.isatty() and not quiet) as progress:
+            report = cluster_sources(request, options, progress=progress)
+    else:
+        report = cluster_index(store.index_path(str(index_dir) if index_dir else None), options)
+    if output is None:
+        ui_cluster.write_clusters(report, fmt, sys.stdout)
+        sys.stdout.flush()
+    elif fmt == "parquet":
+        try:
+            ui_cluster.write_cluster_parquet(report, str(output))
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    else:
+        try:
+            with open(output, "w", encoding="utf-8", newline="") as fh:
+                ui_cluster.write_clusters(report, fmt, fh)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    plotting.write_map(report, plot or [], seed=seed)
+    if organize_dir is not None:
+        done = organize(report, organize_dir, copy=copy, force=force)
+        if not quiet:
+            how = "copies" if copy else "symlinks"
+            sys.stderr.write(
+                f"bienc: organized {len(report.documents)} documents into "
+                f"{len(done.folders)} folders under {organize_dir} ({how})\n"
+            )
+    if not quiet:
+        ui_cluster.write_cluster_report(report, sys.stderr)
+    elif report.errors:
+        for item in report.errors:
+            _error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
+    raise typer.Exit(int(ExitStatus.PARTIAL if report.errors else ExitStatus.OK))

@@ -1,0 +1,404 @@
+"""`bienc dedup`: find exact and near-duplicate documents, report them or act on the files.
+
+Registered on the shared app when bienc_cli.cli imports this module; the library work is in
+bienc_cli.dedup and bienc_cli.actions, the rendering in bienc_cli.ui_dedup.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bienc_cli.cli import IndexOption, NullOption, _error, _handle_errors, app, parse_size
+from bienc_cli.errors import ExitStatus, UsageError
+
+
+@app.command()
+@_handle_errors
+def dedup(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Folders, files, glob patterns or tables to compare (read and encoded into a "
+            "temporary index); - reads paths from stdin. Omitted: the documents of --index.",
+            show_default=False,
+        ),
+    ] = None,
+    index_dir: IndexOption = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            "-t",
+            help="Cosine similarity of two documents at or above which they are near-duplicates. "
+            "Default 0.88, chosen on MRPC and planted copies; see --calibrate.",
+            show_default=False,
+            rich_help_panel="Detection",
+        ),
+    ] = None,
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep",
+            help="Which document of a group is kept: first | oldest | newest | longest | "
+            "shortest | shortest-path.",
+            rich_help_panel="Detection",
+        ),
+    ] = "first",
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reference",
+            help="Folder whose files are never touched and are kept in preference (repeatable).",
+            rich_help_panel="Detection",
+        ),
+    ] = None,
+    neighbours: Annotated[
+        int,
+        typer.Option(
+            "--neighbours",
+            min=1,
+            help="Nearest neighbours searched per document (more when all are duplicates).",
+            rich_help_panel="Detection",
+        ),
+    ] = 8,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Show how similar each document is to its nearest neighbour, with example "
+            "pairs just above and below a few thresholds, to choose --threshold.",
+            rich_help_panel="Detection",
+        ),
+    ] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table | json | jsonl | csv | tsv | ids (what would be removed). "
+            "Default: table on a terminal, tsv otherwise.",
+            show_default=False,
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    pairs: Annotated[
+        bool,
+        typer.Option(
+            "--pairs", help="List every duplicate pair instead of groups.", rich_help_panel="Output"
+        ),
+    ] = False,
+    null: NullOption = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Tables: write the rows without duplicates to FILE (.parquet, .jsonl, .csv), "
+            "and the removed rows, with why, to FILE.removed.*",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Write a reviewable plan of the file actions to FILE, and change nothing; "
+            "carry it out later with --apply.",
+            rich_help_panel="Actions",
+        ),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option(
+            "--action",
+            help="move | delete | hardlink | symlink: act on the duplicate files (never on "
+            "keepers). delete moves them to a trash folder beside the journal.",
+            rich_help_panel="Actions",
+        ),
+    ] = None,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            help="Where --action move puts duplicates, keeping their folder tree.",
+            rich_help_panel="Actions",
+        ),
+    ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Do not ask before --action delete.", rich_help_panel="Actions"
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            "-n",
+            help="Show what an action would do; change nothing.",
+            rich_help_panel="Actions",
+        ),
+    ] = False,
+    apply: Annotated[
+        Path | None,
+        typer.Option(
+            "--apply",
+            help="Carry out a reviewed PLAN, after checking every file still has its recorded "
+            "hash (action: --action, else the plan's).",
+            rich_help_panel="Actions",
+        ),
+    ] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            "--journal",
+            help="The undo journal. Default: beside the plan (x.json: x.journal.jsonl); "
+            "without --plan, in .bienc-dedup/DATE-TIME/.",
+            show_default=False,
+            rich_help_panel="Actions",
+        ),
+    ] = None,
+    undo: Annotated[
+        Path | None,
+        typer.Option(
+            "--undo",
+            help="Restore every file JOURNAL records as acted on.",
+            rich_help_panel="Actions",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model to encode SOURCES with (default: $BIENC_MODEL, else all-MiniLM-L6-v2).",
+            show_default=False,
+            rich_help_panel="Input",
+        ),
+    ] = None,
+    text_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text-column", help="Table column(s) holding the text.", rich_help_panel="Input"
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column", help="Table column holding the row id.", rich_help_panel="Input"
+        ),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include", help="Only files matching this glob (repeatable).", rich_help_panel="Input"
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            help="Skip files and folders matching this glob (repeatable).",
+            rich_help_panel="Input",
+        ),
+    ] = None,
+    hidden: Annotated[
+        bool | None,
+        typer.Option("--hidden", help="Hidden files and folders too.", rich_help_panel="Input"),
+    ] = None,
+    no_ignore: Annotated[
+        bool | None,
+        typer.Option(
+            "--no-ignore",
+            help="Do not honour .gitignore and .biencignore.",
+            rich_help_panel="Input",
+        ),
+    ] = None,
+    max_file_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-file-size",
+            help="Skip larger files, tables exempt (default: 20M).",
+            rich_help_panel="Input",
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary on stderr (errors still shown).")
+    ] = False,
+) -> None:
+    """Find exact and near-duplicate documents; report them, or act on the files safely.
+
+    Reports by default and changes nothing. Each group has one keeper; the others are its
+    duplicates, each at least --threshold similar to the keeper itself. Exit code 0 when
+    duplicates were found, 1 when none were, as grep does; 3 when some sources could not be
+    read or some files were skipped.
+    """
+    from bienc_cli import actions, store, ui, ui_dedup
+    from bienc_cli import dedup as dd
+    from bienc_cli.sources import read_path_list
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
+    if fmt not in ui_dedup.DEDUP_FORMATS:
+        raise UsageError(
+            f"unknown --format {fmt!r}; choose one of {', '.join(ui_dedup.DEDUP_FORMATS)}"
+        )
+    sources = list(sources or [])
+    if undo is not None or apply is not None:
+        extra = [n for n, v in (("SOURCE", sources), ("--plan", plan), ("--output", output),
+                                ("--calibrate", calibrate), ("--pairs", pairs)) if v]  # fmt: skip
+        if extra or (undo is not None and apply is not None):
+            raise UsageError(
+                f"--{'undo' if undo is not None else 'apply'} does not go with "
+                f"{', '.join(extra) or '--apply'}"
+            )
+        if undo is not None:
+            report = actions.undo(undo, dry_run=dry_run)
+        else:
+            report = _dedup_apply(actions.read_plan(apply), action, to, journal, yes, dry_run)
+        _dedup_action_output(report, fmt, quiet)
+        raise typer.Exit(int(ExitStatus.PARTIAL if report.problems else ExitStatus.OK))
+
+    actions.check_action(action, str(to) if to else None)
+    if dry_run and action is None:
+        raise UsageError("--dry-run shows what an --action would do: add --action (or --apply)")
+    if calibrate and (action or plan or output or pairs):
+        raise UsageError("--calibrate only shows similarities: run it without actions or --output")
+    if sources and index_dir is not None:
+        raise UsageError(
+            "give SOURCE paths or --index, not both (to reuse vectors: "
+            "`bienc index SOURCE --index DIR`, then `bienc dedup --index DIR`)"
+        )
+    stdin_paths: list[str] = []
+    if "-" in sources:
+        sources.remove("-")
+        stdin_paths = read_path_list(sys.stdin.buffer, null_separated=null)
+    index_options = {
+        "text_columns": tuple(text_column) if text_column else None,
+        "id_column": id_column,
+        "include": tuple(include) if include else None,
+        "exclude": tuple(exclude) if exclude else None,
+        "hidden": hidden,
+        "use_ignore_files": None if no_ignore is None else not no_ignore,
+        "max_file_size": parse_size(max_file_size) if max_file_size else None,
+    }
+    request = dd.DedupRequest(
+        sources=sources,
+        stdin_paths=stdin_paths,
+        index=store.index_path(str(index_dir) if index_dir else None),
+        model=model,
+        index_options={k: v for k, v in index_options.items() if v is not None},
+    )
+    options = dd.DedupOptions(
+        threshold=dd.DEFAULT_THRESHOLD if threshold is None else threshold,
+        keep=keep,
+        reference=tuple(os.path.abspath(r) for r in reference or ()),
+        neighbours=neighbours,
+    )
+    with ui.progress_bar(sys.stderr.isatty() and not quiet) as progress:
+        run = dd.run_dedup(request, options, calibrate_only=calibrate, progress=progress)
+    read_errors = run.corpus.index_report.errors if run.corpus.index_report else []
+    for item in read_errors:
+        _error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
+    if run.calibration is not None:
+        ui_dedup.write_calibration(dd.calibration_record(run.calibration), fmt, sys.stdout)
+        raise typer.Exit(int(ExitStatus.PARTIAL if read_errors else ExitStatus.OK))
+    detection = run.detection
+    assert detection is not None
+    status = ExitStatus.OK if detection.groups else ExitStatus.NO_RESULTS
+    notes = []
+    if output is not None:
+        written = dd.write_table_output(run.corpus, detection, output)
+        notes.append(
+            f"wrote {written.kept} rows to {ui.display_path(written.path)}, and the "
+            f"{written.removed} removed to {ui.display_path(written.removed_path)}"
+        )
+    report = None
+    if plan is not None or action is not None:
+        planned = actions.build_plan(
+            run.corpus, detection, action=action, to=str(to) if to else None
+        )
+        notes += [
+            f"left out of the plan: {ui.display_path(x['path'])}: {x['reason']}"
+            for x in planned.left_out
+        ]
+        if plan is not None:
+            actions.write_plan(planned, plan)
+            files = sum(len(g.members) for g in planned.groups)
+            notes.append(
+                f"plan: {files} files in {len(planned.groups)} groups written to {plan}; "
+                f"review it, then run: bienc dedup --apply {plan}"
+                + ("" if action else " --action move --to DIR (or delete, hardlink, symlink)")
+            )
+        else:
+            planned.path = actions.default_plan_path()
+            _dedup_confirm(planned, action, journal, yes, dry_run)
+            if planned.groups and not dry_run:  # nothing to do: leave no empty folder
+                actions.write_plan(planned, planned.path)
+            report = _dedup_apply(planned, action, to, journal, yes=True, dry_run=dry_run)
+    if not quiet:
+        figures = dd.summary(detection)
+        ui_dedup.write_dedup_summary(figures | {"notes": figures["notes"] + notes}, sys.stderr)
+    if report is not None:
+        _dedup_action_output(report, fmt, quiet)
+        if report.problems:
+            status = ExitStatus.PARTIAL
+    elif pairs:
+        ui_dedup.write_dedup_pairs(dd.pair_records(detection), fmt, sys.stdout)
+    else:
+        ui_dedup.write_dedup_groups(dd.group_records(detection), fmt, sys.stdout, null=null)
+    if read_errors:
+        status = ExitStatus.PARTIAL
+    raise typer.Exit(int(status))
+
+
+def _dedup_apply(plan, action, to, journal, yes, dry_run):
+    """Apply a plan with the given action, else the plan's own."""
+    from bienc_cli import actions
+
+    action = action or plan.action
+    if action is None:
+        raise UsageError(
+            "say what to do with the plan: --action move --to DIR, delete, hardlink or symlink"
+        )
+    _dedup_confirm(plan, action, journal, yes, dry_run)
+    to_dir = str(to) if to else (plan.to if action == "move" else None)
+    try:
+        return actions.apply_plan(plan, action, to=to_dir, journal=journal, dry_run=dry_run)
+    except KeyboardInterrupt:
+        # The journal holds every action made so far, each one whole: say how to undo them.
+        path = journal or (actions.journal_for(plan.path) if plan.path else None)
+        _error(f"interrupted; to undo what was done: bienc dedup --undo {path}")
+        raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
+
+
+def _dedup_confirm(plan, action, journal, yes, dry_run) -> None:
+    """Ask before deleting, at a terminal; elsewhere --yes is required."""
+    from bienc_cli import actions
+
+    if action != "delete" or yes or dry_run:
+        return
+    preview = actions.apply_plan(plan, action, journal=journal, dry_run=True)
+    count = preview.count("would")
+    if not count:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("--action delete needs --yes when not run at a terminal")
+    question = (
+        f"Delete {count} duplicate files? (They are kept in {preview.trash} until you remove it.)"
+    )
+    if not typer.confirm(question, default=False, err=True):
+        raise UsageError("not confirmed; nothing was changed")
+
+
+def _dedup_action_output(report, fmt: str, quiet: bool) -> None:
+    from bienc_cli import ui_dedup
+
+    data = report.to_dict()
+    ui_dedup.write_action_report(data, fmt if fmt in ("json", "jsonl") else "tsv", sys.stdout)
+    if not quiet:
+        ui_dedup.write_action_summary(data, sys.stderr)

@@ -1,0 +1,154 @@
+"""`bienc eval`: score retrieval on judged queries (nDCG, MRR, MAP, recall).
+
+Registered on the shared app when bienc_cli.cli imports this module; the library work is in
+bienc_cli.evaluation, the rendering in bienc_cli.ui_eval.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bienc_cli.cli import _handle_errors, app
+from bienc_cli.errors import UsageError
+
+
+@app.command("eval")
+@_handle_errors
+def eval_command(
+    index_dirs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--index",
+            "-i",
+            help="Index folder; repeat to compare indexes side by side. "
+            "\\[default: $BIENC_INDEX, else ./.bienc]",
+            show_default=False,
+        ),
+    ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            help="Queries: BEIR queries.jsonl (_id, text) or a CSV/TSV/Parquet/JSONL table.",
+            show_default=False,
+        ),
+    ] = None,
+    qrels: Annotated[
+        Path | None,
+        typer.Option(
+            "--qrels",
+            help="Judgements: BEIR/TREC qrels (query-id corpus-id score), or a table of "
+            "query (text or id) and relevant id.",
+            show_default=False,
+        ),
+    ] = None,
+    cutoffs: Annotated[
+        str,
+        typer.Option(
+            "-k", "--cutoffs", help="Recall cut-offs, comma-separated; MAP is cut at the largest."
+        ),
+    ] = "1,10,50,100",
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--by",
+            help="Break figures down by a query column, a document metadata column, or kind, "
+            "path, folder; prefix query: or doc: to choose (repeatable).",
+        ),
+    ] = None,
+    ann: Annotated[
+        bool,
+        typer.Option(
+            "--ann", help="Also search exactly: HNSW recall at several ef, exact metrics."
+        ),
+    ] = False,
+    target_recall: Annotated[
+        float, typer.Option("--target-recall", help="ANN recall the stored ef should reach.")
+    ] = 0.99,
+    ef: Annotated[
+        int | None,
+        typer.Option("--ef", min=1, help="Search breadth. \\[default: the index's stored ef]"),
+    ] = None,
+    per_query: Annotated[
+        Path | None,
+        typer.Option(
+            "--per-query",
+            help="Write each query's figures, first relevant rank and misses here "
+            "(.jsonl, .json, .csv or .tsv).",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table | json | tsv. \\[default: table on a terminal, tsv otherwise]",
+            show_default=False,
+        ),
+    ] = None,
+    query_id_column: Annotated[
+        str | None, typer.Option("--query-id-column", help="Column holding the query id.")
+    ] = None,
+    query_column: Annotated[
+        str | None, typer.Option("--query-column", help="Column holding the query text.")
+    ] = None,
+    doc_column: Annotated[
+        str | None, typer.Option("--doc-column", help="Column holding the relevant document id.")
+    ] = None,
+    score_column: Annotated[
+        str | None,
+        typer.Option("--score-column", help="Column holding the grade (0 = not relevant)."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No notes on stderr (errors still shown).")
+    ] = False,
+) -> None:
+    """Measure retrieval quality on your own judged queries: nDCG@10, MRR@10, MAP, recall@k.
+
+    Runs every query through the same search as `bienc query` and scores the documents it
+    returns against the judgements, as MTEB/pytrec_eval do. Judged ids are matched to
+    table row ids, else to file paths (relative to the indexed folder, or file names).
+    """
+    from bienc_cli import store, ui_eval
+    from bienc_cli.evaluation import Columns, EvalOptions, evaluate, load_eval_set
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
+    if fmt not in ui_eval.EVAL_FORMATS:
+        raise UsageError(
+            f"unknown --format {fmt!r}; choose one of {', '.join(ui_eval.EVAL_FORMATS)}"
+        )
+    try:
+        ks = tuple(int(part) for part in cutoffs.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(
+            f"-k expects comma-separated numbers, e.g. 1,10,100; got {cutoffs!r}"
+        ) from None
+    eval_set = load_eval_set(
+        queries,
+        qrels,
+        Columns(
+            query_id=query_id_column,
+            query_text=query_column,
+            doc_id=doc_column,
+            score=score_column,
+        ),
+    )
+    roots = (
+        [store.index_path(str(d)) for d in index_dirs] if index_dirs else [store.index_path(None)]
+    )
+    options = EvalOptions(ks=ks, by=tuple(by or ()), ann=ann, target_recall=target_recall, ef=ef)
+    report = evaluate(roots, eval_set, options)
+    if not quiet:
+        ui_eval.write_eval_notes(report, sys.stderr)
+    if per_query is not None:
+        try:
+            with open(per_query, "w", encoding="utf-8", newline="") as fh:
+                ui_eval.write_per_query(report, ui_eval.per_query_format(str(per_query)), fh)
+        except OSError as exc:
+            raise UsageError(f"cannot write {per_query}: {exc.strerror}") from exc
+    ui_eval.write_eval(report, fmt, sys.stdout)

@@ -1,0 +1,241 @@
+"""Rendering for `bienc dedup`: duplicate groups, pairs, calibration and action reports.
+
+Shared helpers (display_path, snippet, ...) live in bienc_cli.ui; rich is used only on terminals.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from bienc_cli.ui import display_path, snippet
+
+DEDUP_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "ids")
+_DEDUP_CSV_FIELDS = (
+    "group", "role", "similarity", "match", "path", "row_id", "kind", "reference", "doc_id",
+)  # fmt: skip
+_PAIR_CSV_FIELDS = ("similarity", "match", "passage", "a", "b")
+
+
+def _dedup_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document of a dedup record, its path shown relative to the current folder."""
+    return dict(doc, path=display_path(doc["path"]))
+
+
+def _dedup_where(doc: dict[str, Any]) -> str:
+    path = display_path(doc["path"])
+    return f"{path}#{doc['row_id']}" if doc.get("row_id") is not None else path
+
+
+def write_dedup_groups(
+    groups: Sequence[dict[str, Any]], fmt: str, out: TextIO, *, null: bool = False
+) -> None:
+    """Duplicate groups (dedup.group_records) in one of DEDUP_FORMATS.
+
+    ``ids`` lists what would be removed: the row id of table rows, the path of files.
+    """
+    shown = [
+        dict(g, keeper=_dedup_doc(g["keeper"]), members=[_dedup_doc(m) for m in g["members"]])
+        for g in groups
+    ]
+    if fmt == "json":
+        json.dump(shown, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for group in shown:
+            out.write(json.dumps(group, ensure_ascii=False) + "\n")
+    elif fmt == "ids":
+        end = "\0" if null else "\n"
+        for group in groups:
+            for m in group["members"]:
+                out.write((m["row_id"] if m["row_id"] is not None else m["path"]) + end)
+    elif fmt in ("csv", "tsv"):
+        rows = []
+        for group in shown:
+            rows.append(
+                {"group": group["group"], "role": "keep", "similarity": 1.0} | group["keeper"]
+            )
+            rows += [{"group": group["group"], "role": "duplicate"} | m for m in group["members"]]
+        if fmt == "csv":
+            writer = csv.DictWriter(
+                out, fieldnames=_DEDUP_CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
+            )
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            for row in rows:
+                role = row["role"] if row["role"] == "keep" else row["match"]
+                where = (
+                    f"{row['path']}#{row['row_id']}" if row["row_id"] is not None else row["path"]
+                )
+                out.write(f"{row['group']}\t{role}\t{row['similarity']:.4f}\t{where}\n")
+    else:
+        _dedup_groups_table(groups, out)
+
+
+def _dedup_groups_table(groups: Sequence[dict[str, Any]], out: TextIO) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(expand=True)
+    table.add_column("group", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("sim", justify="right", style="cyan", no_wrap=True)
+    table.add_column("where", overflow="fold", ratio=2)
+    table.add_column("start of text", ratio=3)
+    for group in groups:
+        keeper = group["keeper"]
+        label = "[bold green]keep[/]" + (" (ref)" if keeper["reference"] else "")
+        table.add_row(
+            str(group["group"]),
+            label,
+            "",
+            escape(_dedup_where(keeper)),
+            escape(snippet(keeper["snippet"], 90)),
+        )
+        for m in group["members"]:
+            table.add_row(
+                "",
+                m["match"],
+                f"{m['similarity']:.3f}",
+                escape(_dedup_where(m)),
+                escape(snippet(m["snippet"], 90)),
+            )
+        table.add_section()
+    Console(file=out).print(table)
+
+
+def write_dedup_pairs(pairs: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """Every duplicate pair (dedup.pair_records), for `bienc dedup --pairs`."""
+    if fmt in ("json", "jsonl"):
+        if fmt == "json":
+            json.dump(list(pairs), out, ensure_ascii=False, indent=2)
+            out.write("\n")
+        else:
+            for pair in pairs:
+                out.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=_PAIR_CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(pairs)
+    elif fmt == "tsv":
+        for pair in pairs:
+            a, b = display_path(pair["a"]), display_path(pair["b"])
+            out.write(f"{pair['similarity']:.4f}\t{pair['match']}\t{a}\t{b}\n")
+    else:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(expand=True)
+        table.add_column("sim", justify="right", style="cyan", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        table.add_column("a", overflow="fold")
+        table.add_column("b", overflow="fold")
+        for pair in pairs:
+            table.add_row(
+                f"{pair['similarity']:.3f}",
+                pair["match"],
+                escape(display_path(pair["a"])),
+                escape(display_path(pair["b"])),
+            )
+        Console(file=out).print(table)
+
+
+def write_calibration(data: dict[str, Any], fmt: str, out: TextIO) -> None:
+    """`bienc dedup --calibrate`: nearest-neighbour similarities and pairs around thresholds."""
+    if fmt in ("json", "jsonl"):
+        json.dump(data, out, ensure_ascii=False, indent=2 if fmt == "json" else None)
+        out.write("\n")
+        return
+    total = sum(b["count"] for b in data["histogram"])
+    copies = data["exact_copies"]
+    out.write(
+        f"Similarity of each of {total} distinct texts to its nearest neighbour "
+        f"(exact copies set aside: {copies}):\n\n"
+    )
+    widest = max((b["count"] for b in data["histogram"]), default=1) or 1
+    for b in data["histogram"]:
+        bar = "#" * max(1 if b["count"] else 0, round(40 * b["count"] / widest))
+        out.write(f"  {b['low']:.2f}-{b['high']:.2f} {b['count']:7d}  {bar}\n")
+    out.write("\n")
+    shown: set[tuple[str, str]] = set()
+    for example in data["thresholds"]:
+        out.write(
+            f"threshold {example['threshold']:.2f}: {example['documents_above']} texts have a "
+            f"neighbour at or above it ({100 * example['share_above']:.1f}%)\n"
+        )
+        for side in ("above", "below"):
+            pair = example[side]
+            if pair is None:
+                continue
+            key = (pair["a"]["doc_id"], pair["b"]["doc_id"])
+            if key in shown:
+                out.write(f"  just {side} ({pair['similarity']:.3f}): the pair shown above\n")
+                continue
+            shown.add(key)
+            out.write(f"  just {side} ({pair['similarity']:.3f}):\n")
+            for doc in (pair["a"], pair["b"]):
+                out.write(f"    {_dedup_where(doc)}: {snippet(doc['snippet'], 110)}\n")
+        out.write("\n")
+
+
+def write_dedup_summary(summary: dict[str, Any], err: TextIO) -> None:
+    """One line on stderr: what was compared and what was found."""
+    err.write(
+        f"bienc: {_count(summary['documents'], 'document')}, "
+        f"{_count(summary['duplicates'], 'duplicate')} in {_count(summary['groups'], 'group')} "
+        f"({summary['exact']} exact) at threshold {summary['threshold']:.2f}, "
+        f"keep {summary['keep']}, in {summary['seconds']:.1f}s\n"
+    )
+    for line in summary.get("notes", []):
+        err.write(f"  {line}\n")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+ACTION_VERBS = {"move": "moved", "delete": "deleted", "hardlink": "hardlinked", "symlink": "symlinked", "restore": "restored"}  # fmt: skip
+
+
+def write_action_report(report: dict[str, Any], fmt: str, out: TextIO) -> None:
+    """What an apply or undo did (actions.ActionReport.to_dict), one file per line."""
+    if fmt in ("json", "jsonl"):
+        json.dump(report, out, ensure_ascii=False, indent=2 if fmt == "json" else None)
+        out.write("\n")
+        return
+    verb = ACTION_VERBS[report["action"]]
+    for f in report["files"]:
+        status = {"done": verb, "would": f"would be {verb}"}.get(f["status"], f["status"])
+        fields = [status, display_path(f["path"])]
+        if f["status"] in ("done", "would"):
+            # links: what it now points to; otherwise where it went (or, undone, came from)
+            linked = report["action"] in ("hardlink", "symlink")
+            fields.append(display_path(f["keeper"] if linked else f["dest"]))
+        if f["reason"]:
+            fields.append(f["reason"])
+        out.write("\t".join(fields) + "\n")
+
+
+def write_action_summary(report: dict[str, Any], err: TextIO) -> None:
+    """What an apply or undo did, in one line on stderr, and how to undo it."""
+    counts = report["counts"]
+    verb = ACTION_VERBS[report["action"]]
+    if report["dry_run"]:
+        parts = [f"{_count(counts['would'], 'file')} would be {verb}"]
+    else:
+        parts = [f"{_count(counts['done'], 'file')} {verb}"]
+    labels = {"already": "already done", "skipped": "skipped", "failed": "failed"}
+    parts += [f"{counts[s]} {label}" for s, label in labels.items() if counts[s]]
+    dry = " (dry run: nothing changed)" if report["dry_run"] else ""
+    err.write(f"bienc: {', '.join(parts)}{dry}\n")
+    if report["dry_run"] or report["action"] == "restore" or not counts["done"]:
+        return
+    if report["trash"]:
+        err.write(f"  originals kept in {display_path(report['trash'])}; remove it to free space\n")
+    journal = display_path(report["journal"])
+    err.write(f"  journal: {journal}; undo with: bienc dedup --undo {journal}\n")
