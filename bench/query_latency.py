@@ -100,6 +100,9 @@ def main() -> int:
         ).stdout
     )  # fmt: skip
 
+    # `pip install .` compiles bytecode at install time; an editable install under
+    # PYTHONDONTWRITEBYTECODE (as on these machines) would recompile bienc on every run.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "bienc_cli")], check=True)
     # The installed console script, as a user runs it (python -m adds runpy's own imports).
     script = shutil.which("bienc") or "bienc"
     results = {"bienc query": [], "naive query": [], "bienc --help": []}

@@ -45,6 +45,24 @@ NullOption = Annotated[
     bool,
     typer.Option("--null", "-0", help="NUL-separated paths (stdin for index, output for query)."),
 ]
+# Source options shared by index, dedup and cluster (the same reading rules everywhere).
+TextColumnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--text-column", help="Table column(s) holding the text, joined in order (repeatable)."
+    ),
+]
+IdColumnOption = Annotated[
+    str | None, typer.Option("--id-column", help="Table column holding the row id.")
+]
+IncludeOption = Annotated[
+    list[str] | None,
+    typer.Option("--include", help="Only read files matching this glob (repeatable)."),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable)."),
+]
 
 
 def _handle_errors(command: F) -> F:
@@ -132,23 +150,10 @@ def index(
             "onnx, or sentence-transformers. \\[default: the index's, else auto]",
         ),
     ] = None,
-    text_column: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--text-column", help="Table column(s) holding the text, joined in order (repeatable)."
-        ),
-    ] = None,
-    id_column: Annotated[
-        str | None, typer.Option("--id-column", help="Table column holding the row id.")
-    ] = None,
-    include: Annotated[
-        list[str] | None,
-        typer.Option("--include", help="Only index files matching this glob (repeatable)."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable)."),
-    ] = None,
+    text_column: TextColumnOption = None,
+    id_column: IdColumnOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     hidden: Annotated[
         bool | None, typer.Option("--hidden", help="Index hidden files and folders too.")
     ] = None,

@@ -12,7 +12,17 @@ from typing import Annotated, Any
 
 import typer
 
-from bienc_cli.cli import IndexOption, NullOption, _error, _handle_errors, app
+from bienc_cli.cli import (
+    ExcludeOption,
+    IdColumnOption,
+    IncludeOption,
+    IndexOption,
+    NullOption,
+    TextColumnOption,
+    _error,
+    _handle_errors,
+    app,
+)
 from bienc_cli.errors import ExitStatus, UsageError
 
 
@@ -147,23 +157,10 @@ def cluster(
             show_default=False,
         ),
     ] = None,
-    text_column: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--text-column", help="Table column(s) holding the text, joined in order (repeatable)."
-        ),
-    ] = None,
-    id_column: Annotated[
-        str | None, typer.Option("--id-column", help="Table column holding the row id.")
-    ] = None,
-    include: Annotated[
-        list[str] | None,
-        typer.Option("--include", help="Only read files matching this glob (repeatable)."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option("--exclude", help="Skip files and folders matching this glob (repeatable)."),
-    ] = None,
+    text_column: TextColumnOption = None,
+    id_column: IdColumnOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     null: NullOption = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on stderr (errors still shown).")

@@ -13,7 +13,18 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli import IndexOption, NullOption, _error, _handle_errors, app, parse_size
+from bienc_cli.cli import (
+    ExcludeOption,
+    IdColumnOption,
+    IncludeOption,
+    IndexOption,
+    NullOption,
+    TextColumnOption,
+    _error,
+    _handle_errors,
+    app,
+    parse_size,
+)
 from bienc_cli.errors import ExitStatus, UsageError
 
 
@@ -181,32 +192,10 @@ def dedup(
             rich_help_panel="Input",
         ),
     ] = None,
-    text_column: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--text-column", help="Table column(s) holding the text.", rich_help_panel="Input"
-        ),
-    ] = None,
-    id_column: Annotated[
-        str | None,
-        typer.Option(
-            "--id-column", help="Table column holding the row id.", rich_help_panel="Input"
-        ),
-    ] = None,
-    include: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--include", help="Only files matching this glob (repeatable).", rich_help_panel="Input"
-        ),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--exclude",
-            help="Skip files and folders matching this glob (repeatable).",
-            rich_help_panel="Input",
-        ),
-    ] = None,
+    text_column: TextColumnOption = None,
+    id_column: IdColumnOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     hidden: Annotated[
         bool | None,
         typer.Option("--hidden", help="Hidden files and folders too.", rich_help_panel="Input"),

@@ -23,6 +23,7 @@ def index_info(root: Path, *, stale: bool = True, stale_limit: int = 20) -> dict
         "model": model["name"],
         "model_path": model["path"],
         "dim": model["dim"],
+        "backend": model.get("backend", "sentence-transformers"),
         "documents": counts["documents"],
         "chunks": counts["chunks"],
         "deleted_not_compacted": counts["deleted"],
