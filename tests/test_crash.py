@@ -71,3 +71,21 @@ def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path, fake_encoder):
     assert _content(root)[2] == {"10"}
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []
+
+
+def test_queries_during_indexing_always_see_a_complete_generation(tmp_path, fake_encoder):
+    source, root = tmp_path / "docs", tmp_path / "idx"
+    _write_corpus(source, 150, 0)
+    assert _run(root, source).wait(120) == 0
+    queries = 0
+    for version in (1, 2, 3):
+        _write_corpus(source, 150, version)
+        writer = _run(root, source)
+        while writer.poll() is None or queries == 0:
+            hits = search(root, ["document 3 words words"], QueryOptions(k=5))[0]
+            versions = {h.text.split()[1] for h in hits}
+            assert len(hits) == 5 and len(versions) == 1, versions  # never a mix
+            queries += 1
+        assert writer.returncode == 0
+        assert _content(root)[2] == {str(version)}
+    assert queries >= 3
