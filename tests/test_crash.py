@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bienc_cli import store
 from bienc_cli.query import QueryOptions, search
 from tests.conftest import REPO
@@ -20,9 +22,9 @@ def _write_corpus(folder, n, version):
         (folder / f"doc{i:04d}.txt").write_text(f"version {version} of document {i}: " + "words " * 200)
 
 
-def _run(root, source):
+def _run(root, source, stage=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.kill_driver", str(root), str(source)],
+        [sys.executable, "-m", "tests.kill_driver", str(root), str(source), *([stage] if stage else [])],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -45,7 +47,7 @@ def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path, fake_encoder):
     assert first.wait(120) == 0, first.stderr.read().decode()
     duration = time.monotonic() - started  # kill within a run of about this length
     live, killed = 0, 0  # the version the index held after the previous trial
-    for trial in range(1, 11):
+    for trial in range(1, 24):
         _write_corpus(source, 150, trial)
         process = _run(root, source)
         time.sleep(rng.uniform(0.1, 1.0) * duration)
@@ -68,7 +70,7 @@ def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path, fake_encoder):
     # the next complete run after all the kills gives what an uninterrupted run gives
     final = _run(root, source)
     assert final.wait(120) == 0
-    assert _content(root)[2] == {"10"}
+    assert _content(root)[2] == {"23"}
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []
 
@@ -89,3 +91,38 @@ def test_queries_during_indexing_always_see_a_complete_generation(tmp_path, fake
         assert writer.returncode == 0
         assert _content(root)[2] == {str(version)}
     assert queries >= 3
+
+
+@pytest.mark.parametrize(
+    ("stage", "published"),
+    [
+        ("cache", False),
+        ("vectors", False),
+        ("sidecar", False),
+        ("lookup", False),
+        ("manifest", False),
+        ("renamed", False),
+        ("published", True),
+    ],
+)
+def test_death_at_each_stage_of_a_write(tmp_path, fake_encoder, stage, published):
+    """Dies (as abruptly as SIGKILL) inside the HNSW save, the Parquet write, and so on."""
+    from bienc_cli.verify import verify_index
+
+    source, root = tmp_path / "docs", tmp_path / "idx"
+    _write_corpus(source, 60, 0)
+    assert _run(root, source).wait(120) == 0
+    _write_corpus(source, 60, 1)
+    dying = _run(root, source, stage)
+    assert dying.wait(120) == 137, dying.stderr.read().decode()
+    generation, rows, versions = _content(root)
+    assert versions == ({"1"} if published else {"0"}) and rows == 60
+    assert verify_index(root).ok
+    hits = search(root, ["version 1 of document 7"], QueryOptions(k=1))[0]
+    assert hits
+    resumed = _run(root, source)
+    assert resumed.wait(120) == 0
+    assert _content(root)[2] == {"1"}
+    assert verify_index(root).ok
+    leftovers = [p.name for p in root.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
