@@ -8,6 +8,7 @@ pyarrow is imported inside the functions that need it (it costs import time).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import decimal
@@ -156,7 +157,10 @@ def _csv_rows(f: IO[bytes], encoding: str, delimiter: str) -> Iterator[_Event]:
     except csv.Error as exc:
         raise TableProblem(f"malformed CSV at line {reader.line_num}: {exc}") from exc
     finally:
-        text.detach()  # the wrapper would close ``f`` when collected; the caller owns it
+        # The wrapper would close ``f`` when collected; the caller owns it. When the caller
+        # has already closed ``f`` (it stopped reading early), there is nothing to detach.
+        with contextlib.suppress(ValueError):
+            text.detach()
 
 
 def _allow_long_csv_fields() -> None:

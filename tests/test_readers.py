@@ -461,3 +461,17 @@ def test_tsv_in_cp1252(tmp_path):
 def test_csv_header_only(tmp_path):
     path = _write(tmp_path / "t.csv", b"text,n\n")
     assert read(path) == [Skipped(str(path), "table has no rows")]
+
+
+def test_short_fuzz_run_finds_no_crash(tmp_path):
+    """A few seconds of bench/fuzz_readers.py (the long run is a benchmark, outside CI)."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("fuzz_readers", REPO / "bench" / "fuzz_readers.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    result = fuzz.run(seconds=4, seed=1, folder=tmp_path)
+    assert result["executions"] > 50
+    assert result["crashes"] == 0, result["first_crashes"]
