@@ -12,19 +12,32 @@ import time
 import pytest
 
 from bienc_cli import store
+from bienc_cli.info import index_info
 from bienc_cli.query import QueryOptions, search
 from tests.conftest import REPO
 
 
 def _write_corpus(folder, n, version):
     folder.mkdir(exist_ok=True)
+    for old in folder.glob("doc*.txt"):
+        if int(old.stem[3:]) >= n:
+            old.unlink()  # runs of different sizes: documents come and go
     for i in range(n):
-        (folder / f"doc{i:04d}.txt").write_text(f"version {version} of document {i}: " + "words " * 200)
+        (folder / f"doc{i:04d}.txt").write_text(
+            f"version {version} of document {i}: " + "words " * 200
+        )
 
 
 def _run(root, source, stage=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.kill_driver", str(root), str(source), *([stage] if stage else [])],
+        [
+            sys.executable,
+            "-m",
+            "tests.kill_driver",
+            str(root),
+            str(source),
+            *([stage] if stage else []),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -46,9 +59,10 @@ def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path, fake_encoder):
     first = _run(root, source)
     assert first.wait(120) == 0, first.stderr.read().decode()
     duration = time.monotonic() - started  # kill within a run of about this length
+    sizes = {0: 150} | {trial: (40, 150, 400)[trial % 3] for trial in range(1, 24)}
     live, killed = 0, 0  # the version the index held after the previous trial
     for trial in range(1, 24):
-        _write_corpus(source, 150, trial)
+        _write_corpus(source, sizes[trial], trial)
         process = _run(root, source)
         time.sleep(rng.uniform(0.1, 1.0) * duration)
         if process.poll() is None:
@@ -63,16 +77,25 @@ def test_sigkill_at_random_moments_never_leaves_a_mix(tmp_path, fake_encoder):
         if process.returncode == 0:
             assert int(version) == trial
         live = int(version)
-        assert rows == 150
+        assert rows == sizes[live]
+        assert index_info(root, stale=False)["chunks"] == rows  # `bienc info` works
         hits = search(root, [f"version {version} of document 7"], QueryOptions(k=3))[0]
         assert hits and all(h.text.startswith(f"version {version} ") for h in hits)
-    assert killed >= 3, "too few runs were interrupted to show anything"
+    assert killed >= 10, f"only {killed} of 23 runs were interrupted"
     # the next complete run after all the kills gives what an uninterrupted run gives
     final = _run(root, source)
     assert final.wait(120) == 0
     assert _content(root)[2] == {"23"}
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".tmp")]
     assert leftovers == []
+    fresh = tmp_path / "fresh"
+    assert _run(fresh, source).wait(120) == 0
+    assert _texts(root) == _texts(fresh)  # the same content as a run never interrupted
+
+
+def _texts(root):
+    table = store.open_index(root).read_sidecar(columns=["doc_id", "chunk", "text"])
+    return sorted(zip(*(table[c].to_pylist() for c in ("doc_id", "chunk", "text"))))
 
 
 def test_queries_during_indexing_always_see_a_complete_generation(tmp_path, fake_encoder):
