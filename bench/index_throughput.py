@@ -43,7 +43,9 @@ def documents(out: Path, n: int) -> Path:
     with open(DATA / "scifact" / "corpus.jsonl", encoding="utf-8") as fh:
         for _, line in zip(range(n), fh):
             doc = json.loads(line)
-            (folder / f"{doc['_id']}.txt").write_text(f"{doc['title']}\n\n{doc['text']}\n", encoding="utf-8")
+            (folder / f"{doc['_id']}.txt").write_text(
+                f"{doc['title']}\n\n{doc['text']}\n", encoding="utf-8"
+            )
     (folder / ".complete").touch()
     return folder
 
@@ -59,7 +61,9 @@ def run(command: list[str]) -> tuple[float, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--docs", type=int, default=600)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "throughput"))
@@ -73,7 +77,18 @@ def main() -> int:
     # One-time costs, timed apart: the first run exports the model to ONNX.
     shutil.rmtree(onnx_index, ignore_errors=True)
     first, _ = run([*bienc, "index", str(folder), "--index", str(onnx_index), "-q"])
-    run([*bienc, "index", str(folder), "--index", str(st_index), "-q", "--backend", "sentence-transformers"])
+    run(
+        [
+            *bienc,
+            "index",
+            str(folder),
+            "--index",
+            str(st_index),
+            "-q",
+            "--backend",
+            "sentence-transformers",
+        ]
+    )
     chunks = json.loads(
         subprocess.run([*bienc, "info", "--index", str(onnx_index), "--json", "--no-stale"],
                        capture_output=True, text=True, check=True).stdout
@@ -82,18 +97,28 @@ def main() -> int:
     timings: dict[str, list[tuple[float, int]]] = {"naive": [], "bienc onnx": [], "bienc st": []}
     for _ in range(args.reps):
         shutil.rmtree(out / "naive", ignore_errors=True)
-        timings["naive"].append(run([sys.executable, str(BASELINE), "index", str(folder), str(out / "naive")]))
-        timings["bienc onnx"].append(run([*bienc, "index", "--index", str(onnx_index), "--rebuild", "-q"]))
-        timings["bienc st"].append(run([*bienc, "index", "--index", str(st_index), "--rebuild", "-q"]))
+        timings["naive"].append(
+            run([sys.executable, str(BASELINE), "index", str(folder), str(out / "naive")])
+        )
+        timings["bienc onnx"].append(
+            run([*bienc, "index", "--index", str(onnx_index), "--rebuild", "-q"])
+        )
+        timings["bienc st"].append(
+            run([*bienc, "index", "--index", str(st_index), "--rebuild", "-q"])
+        )
 
     print(f"{args.docs} SciFact documents ({chunks} bienc chunks), {args.reps} runs each, interleaved;"
           f" first bienc run with the ONNX export: {first:.1f}s")  # fmt: skip
-    print(f"{'':<11} {'docs/s':>7} {'min':>7} {'max':>7} {'chunks/s':>9} {'vs naive':>9} {'peak RSS':>9}")
+    print(
+        f"{'':<11} {'docs/s':>7} {'min':>7} {'max':>7} {'chunks/s':>9} {'vs naive':>9} {'peak RSS':>9}"
+    )
     naive_rate = statistics.median(args.docs / s for s, _ in timings["naive"])
     for name, runs in timings.items():
         rates = [args.docs / s for s, _ in runs]
         rate = statistics.median(rates)
-        per_chunk = "" if name == "naive" else f"{statistics.median(chunks / s for s, _ in runs):9.1f}"
+        per_chunk = (
+            "" if name == "naive" else f"{statistics.median(chunks / s for s, _ in runs):9.1f}"
+        )
         print(f"{name:<11} {rate:7.1f} {min(rates):7.1f} {max(rates):7.1f} {per_chunk:>9} "
               f"{rate / naive_rate:8.2f}x {max(m for _, m in runs):>5} MiB")  # fmt: skip
     return 0

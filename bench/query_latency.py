@@ -47,7 +47,9 @@ def corpus(out: Path) -> Path:
             (folder / "scifact" / f"{doc['_id']}.txt").write_text(
                 f"{doc['title']}\n\n{doc['text']}\n", encoding="utf-8"
             )
-    shutil.copytree(DATA / "bbc_news", folder / "bbc_news", ignore=shutil.ignore_patterns("README*"))
+    shutil.copytree(
+        DATA / "bbc_news", folder / "bbc_news", ignore=shutil.ignore_patterns("README*")
+    )
     (folder / ".complete").touch()
     return folder
 
@@ -77,7 +79,9 @@ def summary(name: str, runs: list[tuple[float, int, int]]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "latency"))
     args = parser.parse_args()
@@ -89,10 +93,14 @@ def main() -> int:
     bienc_index, naive_index = out / "bienc-index", out / "naive-index"
     if not (bienc_index / "CURRENT").exists():
         print("indexing with bienc ...", file=sys.stderr)
-        subprocess.run([*bienc, "index", str(folder), "--index", str(bienc_index), "-q"], check=True)
+        subprocess.run(
+            [*bienc, "index", str(folder), "--index", str(bienc_index), "-q"], check=True
+        )
     if not (naive_index / "index.bin").exists():
         print("indexing with the baseline ...", file=sys.stderr)
-        subprocess.run([sys.executable, str(BASELINE), "index", str(folder), str(naive_index)], check=True)
+        subprocess.run(
+            [sys.executable, str(BASELINE), "index", str(folder), str(naive_index)], check=True
+        )
     info = json.loads(
         subprocess.run(
             [*bienc, "info", "--index", str(bienc_index), "--json", "--no-stale"],
@@ -109,7 +117,9 @@ def main() -> int:
     for i in range(args.runs):
         text = QUERIES[i % len(QUERIES)]
         results["bienc query"].append(timed([script, "query", text, "--index", str(bienc_index)]))
-        results["naive query"].append(timed([sys.executable, str(BASELINE), "query", str(naive_index), text]))
+        results["naive query"].append(
+            timed([sys.executable, str(BASELINE), "query", str(naive_index), text])
+        )
         results["bienc --help"].append(timed([script, "--help"]))
     rows = [summary(name, runs) for name, runs in results.items()]
     print(f"corpus: {info['documents']} documents, {info['chunks']} bienc chunks, backend "
@@ -122,7 +132,9 @@ def main() -> int:
         )
     ratio = rows[1]["median_s"] / rows[0]["median_s"]
     print(f"naive / bienc query (ratio of medians): {ratio:.1f}x")
-    (out / "results.json").write_text(json.dumps({"rows": rows, "ratio": ratio, "info": info}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps({"rows": rows, "ratio": ratio, "info": info}, indent=2)
+    )
     return 0
 
 

@@ -209,7 +209,9 @@ def run_index(
         model = _choose_model(request, None if request.rebuild else manifest)
         model = _with_backend(model, request, manifest)
         if request.backend == "onnx" and not is_onnx_export(model.onnx_dir):
-            (encoder_factory or load_encoder)(model)  # asked for: export now, even with nothing to encode
+            (encoder_factory or load_encoder)(
+                model
+            )  # asked for: export now, even with nothing to encode
         report.model = model.name
         roots, options = _effective_sources(request, manifest)
         plan = _scan(request, roots, options, previous, report, progress)

@@ -18,7 +18,9 @@ COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_command_has_a_readme_section_and_help(name):
     command = COMMANDS[name]
-    assert re.search(rf"^### `bienc {name}\b", README, re.MULTILINE), f"no README section for {name}"
+    assert re.search(rf"^### `bienc {name}\b", README, re.MULTILINE), (
+        f"no README section for {name}"
+    )
     assert command.help and command.help.strip()
 
 
@@ -38,4 +40,6 @@ def test_every_option_is_documented(name):
 def test_every_exit_code_is_documented():
     table = README.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
     for status in ExitStatus:
-        assert re.search(rf"^\| {int(status)} \|", table, re.MULTILINE), f"exit code {status} undocumented"
+        assert re.search(rf"^\| {int(status)} \|", table, re.MULTILINE), (
+            f"exit code {status} undocumented"
+        )

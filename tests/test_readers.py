@@ -469,7 +469,9 @@ def test_short_fuzz_run_finds_no_crash(tmp_path):
 
     from tests.conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("fuzz_readers", REPO / "bench" / "fuzz_readers.py")
+    spec = importlib.util.spec_from_file_location(
+        "fuzz_readers", REPO / "bench" / "fuzz_readers.py"
+    )
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)
     result = fuzz.run(seconds=4, seed=1, folder=tmp_path)
