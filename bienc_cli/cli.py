@@ -120,6 +120,43 @@ def parse_size(text: str) -> int:
     return int(number * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
 
 
+def split_stdin(sources: list[str] | None, *, null: bool) -> tuple[list[str], list[str]]:
+    """SOURCE arguments, and the paths read from stdin when one of them is `-`."""
+    from bienc_cli.sources import read_path_list
+
+    sources = list(sources or [])
+    if "-" not in sources:
+        return sources, []
+    sources.remove("-")
+    return sources, read_path_list(sys.stdin.buffer, null_separated=null)
+
+
+def source_options(
+    *,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    hidden: bool | None = None,
+    no_ignore: bool | None = None,
+    follow: bool | None = None,
+    max_file_size: str | None = None,
+    text_column: list[str] | None = None,
+    id_column: str | None = None,
+) -> dict[str, Any]:
+    """The reading options the user set, in indexing's terms; unset ones are left out so that
+    an index's remembered values (or the defaults) hold."""
+    options: dict[str, Any] = {
+        "include": tuple(include) if include else None,
+        "exclude": tuple(exclude) if exclude else None,
+        "hidden": hidden,
+        "use_ignore_files": None if no_ignore is None else not no_ignore,
+        "follow_symlinks": follow,
+        "max_file_size": parse_size(max_file_size) if max_file_size else None,
+        "text_columns": tuple(text_column) if text_column else None,
+        "id_column": id_column,
+    }
+    return {k: v for k, v in options.items() if v is not None}
+
+
 @app.command()
 @_handle_errors
 def index(
@@ -211,29 +248,24 @@ def index(
     """Index folders, files and tables (Parquet, JSONL, CSV); re-runs are incremental."""
     from bienc_cli import store, ui
     from bienc_cli.indexing import IndexRequest, IndexSettings, run_index
-    from bienc_cli.sources import read_path_list
 
-    sources = list(sources or [])
-    stdin_paths: list[str] = []
-    if "-" in sources:
-        sources.remove("-")
-        stdin_paths = read_path_list(sys.stdin.buffer, null_separated=null)
-    options: dict[str, Any] = {
-        "include": tuple(include) if include else None,
-        "exclude": tuple(exclude) if exclude else None,
-        "hidden": hidden,
-        "use_ignore_files": None if no_ignore is None else not no_ignore,
-        "follow_symlinks": follow,
-        "max_file_size": parse_size(max_file_size) if max_file_size else None,
-        "text_columns": tuple(text_column) if text_column else None,
-        "id_column": id_column,
-    }
+    sources, stdin_paths = split_stdin(sources, null=null)
+    options = source_options(
+        include=include,
+        exclude=exclude,
+        hidden=hidden,
+        no_ignore=no_ignore,
+        follow=follow,
+        max_file_size=max_file_size,
+        text_column=text_column,
+        id_column=id_column,
+    )
     request = IndexRequest(
         root=store.index_path(str(index_dir) if index_dir else None),
         sources=sources,
         stdin_paths=stdin_paths,
         model=model,
-        options={k: v for k, v in options.items() if v is not None},
+        options=options,
         settings=IndexSettings(batch_size=batch_size),
         backend=backend,
         overlap=overlap,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,6 +22,8 @@ from bienc_cli.cli import (
     _error,
     _handle_errors,
     app,
+    source_options,
+    split_stdin,
 )
 from bienc_cli.errors import ExitStatus, UsageError
 
@@ -177,7 +179,6 @@ def cluster(
     from bienc_cli import store, ui, ui_cluster
     from bienc_cli.cluster import ClusterOptions, cluster_index, cluster_sources, organize
     from bienc_cli.indexing import IndexRequest
-    from bienc_cli.sources import read_path_list
 
     sources = list(sources or [])
     if sources and index_dir is not None:
@@ -215,22 +216,16 @@ def cluster(
         representatives=representatives,
     )
     if sources:
-        stdin_paths: list[str] = []
-        if "-" in sources:
-            sources.remove("-")
-            stdin_paths = read_path_list(sys.stdin.buffer, null_separated=null)
-        table_options: dict[str, Any] = {
-            "include": tuple(include) if include else None,
-            "exclude": tuple(exclude) if exclude else None,
-            "text_columns": tuple(text_column) if text_column else None,
-            "id_column": id_column,
-        }
+        sources, stdin_paths = split_stdin(sources, null=null)
+        table_options = source_options(
+            include=include, exclude=exclude, text_column=text_column, id_column=id_column
+        )
         request = IndexRequest(
             root=Path(),  # replaced by a temporary folder
             sources=sources,
             stdin_paths=stdin_paths,
             model=model,
-            options={k: v for k, v in table_options.items() if v is not None},
+            options=table_options,
         )
         with ui.progress_bar(sys.stderr.isatty() and not quiet) as progress:
             report = cluster_sources(request, options, progress=progress)

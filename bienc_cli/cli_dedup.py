@@ -23,7 +23,8 @@ from bienc_cli.cli import (
     _error,
     _handle_errors,
     app,
-    parse_size,
+    source_options,
+    split_stdin,
 )
 from bienc_cli.errors import ExitStatus, UsageError
 
@@ -229,7 +230,6 @@ def dedup(
     """
     from bienc_cli import actions, store, ui, ui_dedup
     from bienc_cli import dedup as dd
-    from bienc_cli.sources import read_path_list
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
     if fmt not in ui_dedup.DEDUP_FORMATS:
@@ -262,25 +262,22 @@ def dedup(
             "give SOURCE paths or --index, not both (to reuse vectors: "
             "`bienc index SOURCE --index DIR`, then `bienc dedup --index DIR`)"
         )
-    stdin_paths: list[str] = []
-    if "-" in sources:
-        sources.remove("-")
-        stdin_paths = read_path_list(sys.stdin.buffer, null_separated=null)
-    index_options = {
-        "text_columns": tuple(text_column) if text_column else None,
-        "id_column": id_column,
-        "include": tuple(include) if include else None,
-        "exclude": tuple(exclude) if exclude else None,
-        "hidden": hidden,
-        "use_ignore_files": None if no_ignore is None else not no_ignore,
-        "max_file_size": parse_size(max_file_size) if max_file_size else None,
-    }
+    sources, stdin_paths = split_stdin(sources, null=null)
+    index_options = source_options(
+        text_column=text_column,
+        id_column=id_column,
+        include=include,
+        exclude=exclude,
+        hidden=hidden,
+        no_ignore=no_ignore,
+        max_file_size=max_file_size,
+    )
     request = dd.DedupRequest(
         sources=sources,
         stdin_paths=stdin_paths,
         index=store.index_path(str(index_dir) if index_dir else None),
         model=model,
-        index_options={k: v for k, v in index_options.items() if v is not None},
+        index_options=index_options,
     )
     options = dd.DedupOptions(
         threshold=dd.DEFAULT_THRESHOLD if threshold is None else threshold,

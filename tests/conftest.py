@@ -82,3 +82,20 @@ def sample_copy(tmp_path):
     target = tmp_path / "sample_corpus"
     shutil.copytree(SAMPLE_CORPUS, target)
     return target
+
+
+@pytest.fixture
+def unreadable_cats(monkeypatch):
+    """Make `cats.md` unreadable to the indexer (tests run as root, so chmod cannot)."""
+    from bienc_cli import indexing
+    from bienc_cli.documents import Skipped
+
+    real = indexing.read_file
+
+    def failing(entry, table):
+        if entry.path.endswith("cats.md"):
+            yield Skipped(entry.path, "permission denied", error=True)
+        else:
+            yield from real(entry, table)
+
+    monkeypatch.setattr(indexing, "read_file", failing)

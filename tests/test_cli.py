@@ -128,19 +128,9 @@ def test_exit_2_usage(indexed, args):
     assert "Traceback" not in result.output
 
 
-def test_exit_3_partial_when_a_source_cannot_be_read(tmp_path, corpus, fake_encoder, monkeypatch):
-    from bienc_cli import indexing
-    from bienc_cli.documents import Skipped
-
-    real = indexing.read_file
-
-    def failing(entry, table):
-        if entry.path.endswith("cats.md"):
-            yield Skipped(entry.path, "permission denied", error=True)
-        else:
-            yield from real(entry, table)
-
-    monkeypatch.setattr(indexing, "read_file", failing)
+def test_exit_3_partial_when_a_source_cannot_be_read(
+    tmp_path, corpus, fake_encoder, unreadable_cats
+):
     result = bienc("index", corpus, "--index", tmp_path / "idx", "--json")
     assert result.exit_code == ExitStatus.PARTIAL
     report = json.loads(result.stdout)

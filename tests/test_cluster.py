@@ -610,19 +610,7 @@ def test_exit_2_when_the_sources_hold_no_text(tmp_path, fake_encoder):
     assert result.exit_code == ExitStatus.USAGE and "no text to cluster" in result.stderr
 
 
-def test_exit_3_when_a_source_cannot_be_read(tmp_path, corpus, fake_encoder, monkeypatch):
-    from bienc_cli import indexing
-    from bienc_cli.documents import Skipped
-
-    real = indexing.read_file
-
-    def failing(entry, table):
-        if entry.path.endswith("cats.md"):
-            yield Skipped(entry.path, "permission denied", error=True)
-        else:
-            yield from real(entry, table)
-
-    monkeypatch.setattr(indexing, "read_file", failing)
+def test_exit_3_when_a_source_cannot_be_read(tmp_path, corpus, fake_encoder, unreadable_cats):
     result = bienc("cluster", corpus, "-f", "jsonl", "-n", "2")
     assert result.exit_code == ExitStatus.PARTIAL
     assert len(result.stdout.splitlines()) == 3
