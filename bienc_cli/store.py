@@ -283,18 +283,71 @@ def new_hnsw(dim: int, capacity: int, *, M: int, ef_construction: int) -> hnswli
 def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=None):
     """Labels and cosine similarities of the ``k`` nearest items.
 
-    ``k`` is clamped to the live count: hnswlib raises "Cannot return the results in a
-    contiguous 2D array" when asked for more items than it can find.
+    ``k`` is clamped to the live count. hnswlib raises "Cannot return the results in a
+    contiguous 2D array" when its greedy search reaches fewer than ``k`` items, which
+    happens on graphs over many near-identical vectors (boilerplate, repeated chunks):
+    the search is widened, and where even that cannot reach ``k`` items it is answered
+    exactly instead.
     """
+    import numpy as np
+
     k = max(0, min(k, live))
     if k == 0:
-        import numpy as np
-
         return np.zeros((len(vectors), 0), dtype=np.uint64), np.zeros((len(vectors), 0))
-    if index.ef < k:
-        index.set_ef(k)
-    labels, distances = index.knn_query(vectors, k=k, filter=filter)
-    return labels, similarities(distances)
+    total = index.get_current_count()
+    ef = max(index.ef, k)
+    while True:
+        index.set_ef(ef)
+        try:
+            labels, distances = index.knn_query(vectors, k=k, filter=filter)
+            return labels, similarities(distances)
+        except RuntimeError:
+            if ef >= total:
+                break
+            ef = min(ef * 4, total)
+    return _exhaustive(index, vectors, k, filter)
+
+
+def _exhaustive(index: hnswlib.Index, vectors: np.ndarray, k: int, filter=None):
+    """``knn`` by brute force over every live (not deleted) item that passes ``filter``."""
+    import numpy as np
+
+    labels = np.array([i for i in live_labels(index) if filter is None or filter(i)], np.uint64)
+    matrix = index.get_items(labels, return_type="numpy") if len(labels) else None
+    if matrix is None:
+        return np.zeros((len(vectors), 0), dtype=np.uint64), np.zeros((len(vectors), 0))
+    scores = _unit(np.asarray(vectors, np.float32)) @ _unit(matrix).T  # as hnswlib's cosine
+    k = min(k, len(labels))
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return labels[top], np.take_along_axis(scores, top, axis=1)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-30)
+
+
+def live_labels(index: hnswlib.Index, block: int = 4096) -> list[int]:
+    """Labels of the items not marked deleted (hnswlib only says so by refusing them)."""
+    found: list[int] = []
+    ids = sorted(index.get_ids_list())
+    for start in range(0, len(ids), block):
+        part = ids[start : start + block]
+        try:
+            index.get_items(part, return_type="numpy")
+            found.extend(part)
+        except RuntimeError:
+            found.extend(i for i in part if _is_live(index, i))
+    return found
+
+
+def _is_live(index: hnswlib.Index, label: int) -> bool:
+    try:
+        index.get_items([label], return_type="numpy")
+    except RuntimeError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import pytest
 
 from bienc_cli import store
 from bienc_cli.errors import IncompatibleIndex, IndexCorrupt, IndexLocked, IndexNotFound
+from tests.conftest import FakeEncoder
 
 
 def _unit(rng, n, dim):
@@ -98,6 +99,45 @@ def test_k_is_clamped_to_live_items(tmp_path):
     index.mark_deleted(0)
     labels, _ = store.knn(index, vectors[:1], 100, live=4)
     assert labels.shape == (1, 4) and 0 not in labels[0]
+
+
+def test_knn_answers_where_the_graph_strands_near_identical_vectors():
+    # 400 vectors that differ in one or two coordinates, as chunks of boilerplate
+    # documents do: hnswlib's greedy search reaches fewer than k of them and raises
+    # "Cannot return the results in a contiguous 2D array" (seen in CI's crash test).
+    encoder = FakeEncoder()
+    texts = [f"version 3 of document {i}: " + "words " * 200 for i in range(400)]
+    vectors = encoder.encode(texts)
+    query = encoder.encode(["version 3 of document 7"])
+    failures = 0
+    for seed in range(6):
+        index = store.new_hnsw(384, 400, M=16, ef_construction=200)
+        index.set_num_threads(1)
+        order = np.random.default_rng(seed).permutation(400)
+        index.add_items(vectors[order], order)
+        index.mark_deleted(int(order[0]))
+        index.set_ef(16)
+        try:
+            index.knn_query(query, k=200)
+        except RuntimeError:
+            failures += 1
+        labels, sims = store.knn(index, query, 200, live=399)
+        scores = (query @ vectors.T)[0]
+        scores[order[0]] = -np.inf  # deleted
+        found = labels[0].astype(np.int64)
+        assert len(set(found.tolist())) == 200 and int(order[0]) not in found
+        assert np.allclose(sims[0], scores[found], atol=1e-5)  # true cosines, best first
+        assert np.all(np.diff(sims[0]) <= 1e-6)
+        assert sims[0][0] == pytest.approx(scores.max(), abs=1e-5)
+    assert failures > 0  # the case the fallback exists for really happens
+
+
+def test_live_labels_leaves_out_deleted_items():
+    index = store.new_hnsw(4, 5000, M=8, ef_construction=20)
+    index.add_items(np.random.default_rng(0).random((5000, 4), dtype=np.float32))
+    for label in (3, 4096, 4999):
+        index.mark_deleted(label)
+    assert store.live_labels(index) == [i for i in range(5000) if i not in (3, 4096, 4999)]
 
 
 def test_new_generation_replaces_old_and_keeps_one_previous(tmp_path):
