@@ -184,7 +184,9 @@ def index(
         typer.Option(
             "--backend",
             help="Encoder: auto (ONNX Runtime where the model exports, else sentence-transformers), "
-            "onnx, or sentence-transformers. \\[default: the index's, else auto]",
+            "onnx, onnx-int8 (about 1.5x faster, vectors within cosine ~0.99 of fp32; "
+            "switching to or from it needs --rebuild), or sentence-transformers. "
+            "\\[default: the index's, else auto]",
         ),
     ] = None,
     text_column: TextColumnOption = None,
@@ -336,7 +338,8 @@ def query(
         str | None,
         typer.Option(
             "--backend",
-            help="Query encoder: onnx or sentence-transformers. \\[default: what the index recorded]",
+            help="Query encoder: onnx, onnx-int8 or sentence-transformers. "
+            "\\[default: what the index recorded]",
         ),
     ] = None,
 ) -> None:

@@ -56,9 +56,18 @@ class ModelInfo:
     max_seq_length: int  # tokens, including the special tokens ([CLS], [SEP])
     pooling: str  # mean | cls | max | ...
     normalize: bool  # whether the pipeline ends in a Normalize module
-    backend: str = "sentence-transformers"  # or "onnx": see load_encoder
-    onnx_dir: str | None = None  # the ONNX export to use (or create) for the onnx backend
+    backend: str = "sentence-transformers"  # or "onnx", "onnx-int8": see load_encoder
+    onnx_dir: str | None = None  # the ONNX export to use (or create) for the onnx backends
     threads: int | None = None  # inference threads; None: all cores
+
+    @property
+    def vector_space(self) -> str:
+        """Which vectors this model gives: its fingerprint, marked when quantised.
+
+        sentence-transformers and fp32 ONNX give the same vectors; int8 ones differ a
+        little, so they are cached apart and never mixed into an fp32 index.
+        """
+        return f"{self.fingerprint}-int8" if self.backend == "onnx-int8" else self.fingerprint
 
     @classmethod
     def from_manifest(cls, stored: dict) -> ModelInfo:
@@ -281,7 +290,7 @@ class SentenceTransformerEncoder:
         return out
 
 
-BACKENDS = ("auto", "onnx", "sentence-transformers")
+BACKENDS = ("auto", "onnx", "onnx-int8", "sentence-transformers")
 _ONNX_FILES = ("bienc_onnx.json", "model.onnx", "model.onnx.data", "tokenizer.json")
 
 
@@ -296,6 +305,8 @@ def load_encoder(model: ModelInfo) -> Encoder:
     ``onnx``: the export in ``model.onnx_dir`` (created there first if missing, which needs
     torch once); no torch at all when it exists. ``auto``: onnx, falling back to
     sentence-transformers (with a logged warning) when the model cannot be exported.
+    ``onnx-int8``: the int8 copy in ``model.onnx_dir``, quantised from the fp32 export
+    beside it (made first if missing); never falls back, as the user asked for it.
     Encoders carry a ``backend`` attribute saying which one they are.
     """
     return _cached_encoder(model)
@@ -305,7 +316,7 @@ def load_encoder(model: ModelInfo) -> Encoder:
 def _cached_encoder(model: ModelInfo) -> Encoder:
     if model.backend == "sentence-transformers":
         return SentenceTransformerEncoder(model, threads=model.threads)
-    if model.backend not in ("onnx", "auto"):
+    if model.backend not in ("onnx", "onnx-int8", "auto"):
         raise ModelUnavailable(
             f"unknown encoder backend {model.backend!r}; choose one of {', '.join(BACKENDS)}"
         )
@@ -313,17 +324,25 @@ def _cached_encoder(model: ModelInfo) -> Encoder:
         raise ModelUnavailable("the onnx backend needs a folder for the export")
     from bienc_cli import onnx_backend
 
+    fp32_dir = model.onnx_dir
+    if model.backend == "onnx-int8":
+        fp32_dir = str(Path(model.onnx_dir).with_name(model.fingerprint))
     try:
         if not is_onnx_export(model.onnx_dir):
-            _quiet_hugging_face()
-            onnx_backend.export_model(model.path, model.onnx_dir)
+            if not is_onnx_export(fp32_dir):
+                _quiet_hugging_face()
+                onnx_backend.export_model(model.path, fp32_dir)
+            if model.backend == "onnx-int8":
+                onnx_backend.quantize_export(fp32_dir, model.onnx_dir)
         encoder = onnx_backend.OnnxEncoder(
             model.onnx_dir, threads=model.threads, prepack_weights=model.threads != 1
         )
-        encoder.backend = "onnx"
+        encoder.backend = "onnx-int8" if model.backend == "onnx-int8" else "onnx"
         return encoder
     except (onnx_backend.ExportError, onnx_backend.OnnxFolderError) as exc:
-        if model.backend == "onnx":
-            raise ModelUnavailable(f"cannot use the onnx backend for {model.name}: {exc}") from exc
+        if model.backend != "auto":
+            raise ModelUnavailable(
+                f"cannot use the {model.backend} backend for {model.name}: {exc}"
+            ) from exc
         log.warning("%s: cannot use ONNX (%s); using sentence-transformers", model.name, exc)
         return SentenceTransformerEncoder(model, threads=model.threads)

@@ -208,7 +208,7 @@ def run_index(
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
         model = _choose_model(request, None if request.rebuild else manifest)
         model = _with_backend(model, request, manifest)
-        if request.backend == "onnx" and not is_onnx_export(model.onnx_dir):
+        if request.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
             (encoder_factory or load_encoder)(
                 model
             )  # asked for: export now, even with nothing to encode
@@ -249,7 +249,7 @@ def run_index(
         elif live:
             report.documents = live.manifest["counts"]["documents"]
             report.chunks = live.live_count
-        store.EmbeddingCache(root, model.fingerprint).clear()  # its vectors are published now
+        store.EmbeddingCache(root, model.vector_space).clear()  # its vectors are published now
     report.seconds = time.monotonic() - started
     return report
 
@@ -257,17 +257,35 @@ def run_index(
 def _with_backend(
     model: ModelInfo, request: IndexRequest, manifest: dict[str, Any] | None
 ) -> ModelInfo:
-    stored = manifest["model"].get("backend") if manifest and not request.rebuild else None
+    """The backend: this run's, else the index's, else auto.
+
+    --rebuild forgets a stored onnx or sentence-transformers (the same vectors, and perhaps
+    only a fallback of auto) but keeps onnx-int8, the one choice that changes the vectors.
+    """
+    stored = manifest["model"].get("backend") if manifest else None
+    if request.rebuild and stored != "onnx-int8":
+        stored = None
     backend = request.backend or stored or "auto"
     if backend not in BACKENDS:
         raise UsageError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    folder = store.onnx_dir(request.root, model.fingerprint)
+    if stored and not request.rebuild and (stored == "onnx-int8") != (backend == "onnx-int8"):
+        raise UsageError(
+            f"index at {request.root} holds {_precision(stored)} vectors; encoding with "
+            f"--backend {backend} would mix in {_precision(backend)} ones: add --rebuild"
+        )
+    folder = store.onnx_dir(request.root, model.fingerprint, backend)
     return dataclasses.replace(model, backend=backend, onnx_dir=str(folder))
+
+
+def _precision(backend: str) -> str:
+    return "int8" if backend == "onnx-int8" else "fp32"
 
 
 def _query_backend(model: ModelInfo) -> str:
     """The backend queries will use: onnx when its export exists (an auto run whose export
-    failed fell back to sentence-transformers and left none)."""
+    failed fell back to sentence-transformers and left none), onnx-int8 for an int8 index."""
+    if model.backend == "onnx-int8":
+        return "onnx-int8"
     if (
         model.backend != "sentence-transformers"
         and model.onnx_dir
@@ -504,7 +522,7 @@ def _chunk_and_encode(
         index = previous.generation.load_hnsw()  # type: ignore[union-attr]
         labels = [reuse[rows[i].chunk_hash] for i in reused]
         vectors[reused] = index.get_items(labels, return_type="numpy")
-    cache = store.EmbeddingCache(request.root, model.fingerprint)
+    cache = store.EmbeddingCache(request.root, model.vector_space)
     cached = cache.load()
     from_cache = [
         i for i, r in enumerate(rows) if r.chunk_hash not in reuse and r.chunk_hash in cached
@@ -618,7 +636,7 @@ def _write(
             "pooling": model.pooling,
             "normalize": True,  # bienc stores unit vectors whatever the model does
             "backend": _query_backend(model),
-            "onnx_dir": str(Path(store.MODELS) / model.fingerprint),
+            "onnx_dir": str(store.onnx_dir(Path(), model.fingerprint, _query_backend(model))),
         },
         "chunking": {
             "tokenizer": "model",

@@ -116,10 +116,16 @@ def index_model(
     chosen = backend or stored.get("backend", "sentence-transformers")
     if chosen not in BACKENDS:
         raise UsageError(f"unknown --backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
-    folder = store.onnx_dir(generation.root, stored["fingerprint"])
-    if chosen in ("onnx", "auto") and is_onnx_export(folder):
+    folder = store.onnx_dir(generation.root, stored["fingerprint"], chosen)
+    if chosen in ("onnx", "onnx-int8", "auto") and is_onnx_export(folder):
         threads = 1 if queries <= 4 else None
-        return dataclasses.replace(model, backend="onnx", onnx_dir=str(folder), threads=threads)
+        fast = "onnx" if chosen == "auto" else chosen
+        return dataclasses.replace(model, backend=fast, onnx_dir=str(folder), threads=threads)
+    if chosen == "onnx-int8":
+        raise ModelUnavailable(
+            f"index at {generation.root} has no int8 export of its model; "
+            "run `bienc index --rebuild --backend onnx-int8` to make one"
+        )
     if chosen == "onnx":
         raise ModelUnavailable(
             f"index at {generation.root} has no ONNX export of its model; "

@@ -69,8 +69,9 @@ CACHE = "cache"
 MODELS = "models"  # INDEX/models/<fingerprint>/: the model's ONNX export, shared by generations
 
 
-def onnx_dir(root: Path, fingerprint: str) -> Path:
-    return root / MODELS / fingerprint
+def onnx_dir(root: Path, fingerprint: str, backend: str | None = None) -> Path:
+    """Where the index keeps its ONNX export of a model (the int8 copy beside the fp32 one)."""
+    return root / MODELS / (f"{fingerprint}-int8" if backend == "onnx-int8" else fingerprint)
 
 
 def index_path(option: str | None) -> Path:

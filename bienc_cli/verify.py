@@ -244,6 +244,10 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
                 sources=sources["roots"],
                 model=manifest["model"]["path"],
                 options=options,
+                # the same encoder and settings as before, int8 included
+                backend=manifest["model"].get("backend"),
+                overlap=manifest["chunking"]["overlap"],
+                ef=manifest["hnsw"]["ef"],
                 rebuild=True,
                 wait=wait,
             )

@@ -280,3 +280,23 @@ def test_a_crashed_run_resumes_from_the_embedding_cache(tmp_path, fake_encoder, 
     assert not (root / store.CACHE).exists()  # published, so the cache is cleared
     hits = search(root, ["note 5 " + "about things " * 6], QueryOptions(k=1))[0]
     assert hits[0].path.endswith("d0005.txt") and hits[0].score > 0.999
+
+
+def test_int8_vectors_are_never_mixed_with_fp32_ones(corpus, tmp_path, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus, backend="onnx-int8")
+    manifest = store.open_index(root).manifest
+    assert manifest["model"]["backend"] == "onnx-int8"
+    assert manifest["model"]["onnx_dir"].endswith("-int8")
+    (corpus / "new.txt").write_text("Owls hunt mice at night.\n")
+    for other in ("onnx", "sentence-transformers", "auto"):
+        with pytest.raises(UsageError, match="int8 vectors.*--rebuild"):
+            run_index(IndexRequest(root=root, backend=other))
+    run_index(IndexRequest(root=root))  # the index's own backend: fine
+    run_index(IndexRequest(root=root, rebuild=True))  # a rebuild keeps int8 ...
+    assert store.open_index(root).manifest["model"]["backend"] == "onnx-int8"
+    run_index(IndexRequest(root=root, rebuild=True, backend="onnx"))  # ... unless told
+    # (fp32 now; it records sentence-transformers as the fake encoder made no ONNX export)
+    assert store.open_index(root).manifest["model"]["backend"] == "sentence-transformers"
+    with pytest.raises(UsageError, match="fp32 vectors.*--rebuild"):
+        run_index(IndexRequest(root=root, backend="onnx-int8"))
