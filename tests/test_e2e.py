@@ -155,8 +155,6 @@ def test_query_on_an_onnx_index_never_imports_torch_or_pyarrow(sample_index):
 def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path):
     import shutil
 
-    import numpy as np
-
     from bienc_cli import store
 
     corpus, fp32_root, _ = sample_index
@@ -170,7 +168,9 @@ def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path
     meta = json.loads((root / store.MODELS / f"{fingerprint}-int8" / "bienc_onnx.json").read_text())
     assert meta["quantization"]["min_check_cosine"] >= 0.95
 
-    query = bienc_process("query", "why is Mars red", "--index", root, "-k", "1", "--format", "paths")
+    query = bienc_process(
+        "query", "why is Mars red", "--index", root, "-k", "1", "--format", "paths"
+    )
     assert query.returncode == 0 and query.stdout.strip().endswith("why-mars-is-red.md")
     # the same chunks, vectors close to fp32's (the issue's bar: mean cosine within 0.01)
     vectors = []
