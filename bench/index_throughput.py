@@ -9,12 +9,16 @@ repetition runs, interleaved so that all see the same machine load:
 - `bienc index --rebuild` with the default backend (ONNX Runtime): everything is read,
   chunked (all of each document, not just its first 256 tokens) and encoded again; the
   model's one-time ONNX export is already in the index and is timed separately;
-- `bienc index --rebuild --backend sentence-transformers`.
+- `bienc index --rebuild --backend sentence-transformers`;
+- `bienc index --rebuild` on an index made with `--backend onnx-int8`.
 
 Reported: documents per second (median over --reps, with min and max), chunks per second
-for bienc, the ratios to the baseline, and peak RSS.
+for bienc, the ratios to the baseline, and peak RSS. Then the work behind the figures: the
+tokens each one encodes (bienc: every chunk of every document; the baseline: the first 256
+tokens of each), and the rate of the fp32 ONNX run in GFLOP/s of transformer arithmetic
+against the float32 matrix-multiply rate numpy reaches on this machine in the same run.
 
-    python bench/index_throughput.py [--docs 600] [--reps 3]
+    python bench/index_throughput.py [--docs 400] [--reps 3]
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--docs", type=int, default=600)
+    parser.add_argument("--docs", type=int, default=400)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "throughput"))
     args = parser.parse_args()
@@ -72,7 +76,7 @@ def main() -> int:
     out = Path(args.out)
     folder = documents(out, args.docs)
     bienc = [sys.executable, "-m", "bienc_cli"]
-    onnx_index, st_index = out / "bienc-onnx", out / "bienc-st"
+    onnx_index, st_index, int8_index = out / "bienc-onnx", out / "bienc-st", out / "bienc-int8"
 
     # One-time costs, timed apart: the first run exports the model to ONNX.
     shutil.rmtree(onnx_index, ignore_errors=True)
@@ -89,12 +93,20 @@ def main() -> int:
             "sentence-transformers",
         ]
     )
+    shutil.rmtree(int8_index, ignore_errors=True)
+    shutil.copytree(onnx_index / "models", int8_index / "models")  # quantises the same export
+    run([*bienc, "index", str(folder), "--index", str(int8_index), "-q", "--backend", "onnx-int8"])
     chunks = json.loads(
         subprocess.run([*bienc, "info", "--index", str(onnx_index), "--json", "--no-stale"],
                        capture_output=True, text=True, check=True).stdout
     )["chunks"]  # fmt: skip
 
-    timings: dict[str, list[tuple[float, int]]] = {"naive": [], "bienc onnx": [], "bienc st": []}
+    timings: dict[str, list[tuple[float, int]]] = {
+        "naive": [],
+        "bienc onnx": [],
+        "bienc st": [],
+        "bienc int8": [],
+    }
     for _ in range(args.reps):
         shutil.rmtree(out / "naive", ignore_errors=True)
         timings["naive"].append(
@@ -105,6 +117,9 @@ def main() -> int:
         )
         timings["bienc st"].append(
             run([*bienc, "index", "--index", str(st_index), "--rebuild", "-q"])
+        )
+        timings["bienc int8"].append(
+            run([*bienc, "index", "--index", str(int8_index), "--rebuild", "-q"])
         )
 
     print(f"{args.docs} SciFact documents ({chunks} bienc chunks), {args.reps} runs each, interleaved;"
@@ -121,7 +136,61 @@ def main() -> int:
         )
         print(f"{name:<11} {rate:7.1f} {min(rates):7.1f} {max(rates):7.1f} {per_chunk:>9} "
               f"{rate / naive_rate:8.2f}x {max(m for _, m in runs):>5} MiB")  # fmt: skip
+    onnx_seconds = statistics.median(s for s, _ in timings["bienc onnx"])
+    work(folder, onnx_index, onnx_seconds)
     return 0
+
+
+def work(folder: Path, index: Path, seconds: float) -> None:
+    """Tokens encoded by each, and the fp32 ONNX run's arithmetic rate against numpy's sgemm."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from bienc_cli import store
+    from bienc_cli.encoder import load_tokenizer
+    from bienc_cli.query import index_model
+
+    generation = store.open_index(index)
+    model = index_model(generation, backend="sentence-transformers")
+    tokenizer = load_tokenizer(model)
+    texts = generation.read_sidecar(columns=["text"])["text"].to_pylist()
+    chunk_lengths = [min(len(e.ids), 256) for e in tokenizer.encode_batch(texts)]
+    documents = [p.read_text(encoding="utf-8")[:4000] for p in sorted(folder.glob("*.txt"))]
+    naive_lengths = [min(len(e.ids), 256) for e in tokenizer.encode_batch(documents)]
+    config = json.loads((Path(model.path) / "config.json").read_text())
+    flops = sum(transformer_flops(n, config) for n in chunk_lengths)
+    sgemm = sgemm_rate(np)
+    print(
+        f"tokens encoded: bienc {sum(chunk_lengths):,} ({len(chunk_lengths)} chunks), naive "
+        f"{sum(naive_lengths):,} ({len(naive_lengths)} documents truncated at 256 tokens): "
+        f"{sum(chunk_lengths) / sum(naive_lengths):.2f}x"
+    )
+    print(
+        f"fp32 ONNX run: {flops / seconds / 1e9:.0f} GFLOP/s of transformer arithmetic "
+        f"(whole run, reading included); numpy float32 matmul on this machine: "
+        f"{sgemm / 1e9:.0f} GFLOP/s ({flops / seconds / sgemm:.0%} of it)"
+    )
+
+
+def transformer_flops(length: int, config: dict) -> float:
+    """Multiply-adds x 2 of one BERT-style encoder pass over ``length`` tokens."""
+    hidden, inner = config["hidden_size"], config["intermediate_size"]
+    dense = length * 2 * (4 * hidden * hidden + 2 * hidden * inner)  # QKV, output, FFN
+    attention = 2 * 2 * length * length * hidden  # scores and weighted sum
+    return config["num_hidden_layers"] * (dense + attention)
+
+
+def sgemm_rate(np) -> float:
+    """Median float32 matmul rate over 7 runs of a (8192 x 384) x (384 x 1536) product."""
+    a = np.random.default_rng(0).random((8192, 384), dtype=np.float32)
+    b = np.random.default_rng(1).random((384, 1536), dtype=np.float32)
+    a @ b
+    times = []
+    for _ in range(7):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return 2 * 8192 * 384 * 1536 / statistics.median(times)
 
 
 if __name__ == "__main__":

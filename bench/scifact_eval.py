@@ -15,7 +15,7 @@ the first chunk only (what MTEB's truncation at 256 tokens amounts to), and the
 token-weighted mean of the chunk vectors (one vector per document). Nothing is re-encoded.
 
     python bench/scifact_eval.py [--data ../shared/data/scifact] [--index bench/out/scifact]
-                                 [--reindex] [--aggregations]
+                                 [--reindex [--backend onnx-int8]] [--aggregations]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--index", default=str(REPO / "bench" / "out" / "scifact"))
     parser.add_argument("--reindex", action="store_true", help="rebuild the index first")
     parser.add_argument("--aggregations", action="store_true", help="compare chunk aggregations")
+    parser.add_argument("--backend", help="encoder for a (re)index, e.g. onnx-int8")
     parser.add_argument("--bienc", default=f"{sys.executable} -m bienc_cli", help="how to run it")
     args = parser.parse_args()
     data, index = Path(args.data), Path(args.index)
@@ -53,7 +54,8 @@ def main() -> int:
         started = time.perf_counter()
         subprocess.run(
             [*bienc, "index", str(data / "corpus.jsonl"), "--index", str(index), "--rebuild",
-             "--text-column", "title", "--text-column", "text", "--id-column", "_id", "--quiet"],
+             "--text-column", "title", "--text-column", "text", "--id-column", "_id", "--quiet",
+             *(["--backend", args.backend] if args.backend else [])],
             check=True,
         )  # fmt: skip
         print(f"indexed in {time.perf_counter() - started:.0f}s", file=sys.stderr)

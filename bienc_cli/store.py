@@ -285,42 +285,66 @@ def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=
     """Labels and cosine similarities of the ``k`` nearest items.
 
     ``k`` is clamped to the live count. hnswlib raises "Cannot return the results in a
-    contiguous 2D array" when its greedy search reaches fewer than ``k`` items, which
-    happens on graphs over many near-identical vectors (boilerplate, repeated chunks):
-    the search is widened, and where even that cannot reach ``k`` items it is answered
-    exactly instead.
+    contiguous 2D array" when its greedy search reaches fewer than ``k`` items for any of
+    the queries, which happens on graphs over many near-identical vectors (boilerplate,
+    repeated chunks). Then the search is widened once and, where that is not enough, the
+    queries are answered in blocks: by the graph where it can, exactly where it cannot.
     """
     import numpy as np
 
     k = max(0, min(k, live))
     if k == 0:
         return np.zeros((len(vectors), 0), dtype=np.uint64), np.zeros((len(vectors), 0))
-    total = index.get_current_count()
-    ef = max(index.ef, k)
-    while True:
-        index.set_ef(ef)
+    if index.ef < k:
+        index.set_ef(k)
+    try:
+        labels, distances = index.knn_query(vectors, k=k, filter=filter)
+        return labels, similarities(distances)
+    except RuntimeError:
+        pass
+    index.set_ef(min(max(index.ef, k) * 8, max(index.get_current_count(), k)))
+    blocks, candidates = [], None
+    for start in range(0, len(vectors), _FALLBACK_BLOCK):
+        part = vectors[start : start + _FALLBACK_BLOCK]
         try:
-            labels, distances = index.knn_query(vectors, k=k, filter=filter)
-            return labels, similarities(distances)
+            found, distances = index.knn_query(part, k=k, filter=filter)
+            blocks.append((found, similarities(distances)))
         except RuntimeError:
-            if ef >= total:
-                break
-            ef = min(ef * 4, total)
-    return _exhaustive(index, vectors, k, filter)
+            candidates = candidates or _candidates(index, filter)
+            blocks.append(_exhaustive(candidates, part, k))
+    width = min(found.shape[1] for found, _ in blocks)  # fewer if the filter passes fewer
+    labels = np.concatenate([found[:, :width] for found, _ in blocks])
+    return labels, np.concatenate([scores[:, :width] for _, scores in blocks])
 
 
-def _exhaustive(index: hnswlib.Index, vectors: np.ndarray, k: int, filter=None):
-    """``knn`` by brute force over every live (not deleted) item that passes ``filter``."""
+_FALLBACK_BLOCK = 256
+
+
+def _candidates(index: hnswlib.Index, filter=None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and unit vectors of the live (not deleted) items that pass ``filter``."""
     import numpy as np
 
     labels = np.array([i for i in live_labels(index) if filter is None or filter(i)], np.uint64)
-    matrix = index.get_items(labels, return_type="numpy") if len(labels) else None
-    if matrix is None:
-        return np.zeros((len(vectors), 0), dtype=np.uint64), np.zeros((len(vectors), 0))
-    scores = _unit(np.asarray(vectors, np.float32)) @ _unit(matrix).T  # as hnswlib's cosine
+    if not len(labels):
+        return labels, np.zeros((0, index.dim), dtype=np.float32)
+    return labels, _unit(index.get_items(labels, return_type="numpy"))
+
+
+def _exhaustive(candidates: tuple[np.ndarray, np.ndarray], vectors: np.ndarray, k: int):
+    """``knn`` by brute force over ``candidates`` (a few hundred queries at a time)."""
+    import numpy as np
+
+    labels, matrix = candidates
     k = min(k, len(labels))
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return labels[top], np.take_along_axis(scores, top, axis=1)
+    if k == 0:
+        return np.zeros((len(vectors), 0), np.uint64), np.zeros((len(vectors), 0), np.float32)
+    scores = _unit(np.asarray(vectors, np.float32)) @ matrix.T  # as hnswlib's cosine space
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return labels[np.take_along_axis(top, order, axis=1)], np.take_along_axis(
+        top_scores, order, axis=1
+    )
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

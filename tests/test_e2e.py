@@ -155,6 +155,8 @@ def test_query_on_an_onnx_index_never_imports_torch_or_pyarrow(sample_index):
 def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path):
     import shutil
 
+    import numpy as np
+
     from bienc_cli import store
 
     corpus, fp32_root, _ = sample_index
@@ -172,13 +174,16 @@ def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path
         "query", "why is Mars red", "--index", root, "-k", "1", "--format", "paths"
     )
     assert query.returncode == 0 and query.stdout.strip().endswith("why-mars-is-red.md")
-    # the same chunks, vectors close to fp32's (the issue's bar: mean cosine within 0.01)
-    vectors = []
+    # vectors close to fp32's for the same chunk texts (the issue's bar: mean cosine within
+    # 0.01); earlier tests in this module may have changed the fp32 index's corpus since
+    by_text = []
     for generation in (store.open_index(root), store.open_index(fp32_root)):
-        table = generation.read_sidecar(columns=["label", "doc_id", "char_start"]).to_pylist()
-        order = sorted(table, key=lambda row: (row["doc_id"], row["char_start"]))
-        labels = [row["label"] for row in order]
-        vectors.append(generation.load_hnsw().get_items(labels, return_type="numpy"))
+        table = generation.read_sidecar(columns=["label", "text"]).to_pydict()
+        matrix = generation.load_hnsw().get_items(table["label"], return_type="numpy")
+        by_text.append(dict(zip(table["text"], matrix)))
+    common = sorted(set(by_text[0]) & set(by_text[1]))
+    assert len(common) >= 0.8 * len(by_text[0])
+    vectors = [np.array([found[text] for text in common]) for found in by_text]
     cosines = (vectors[0] * vectors[1]).sum(axis=1)
     assert cosines.mean() >= 0.99 and cosines.min() >= 0.9
 

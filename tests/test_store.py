@@ -132,6 +132,38 @@ def test_knn_answers_where_the_graph_strands_near_identical_vectors():
     assert failures > 0  # the case the fallback exists for really happens
 
 
+class _Stranded:
+    """A real index whose graph search always comes up short, as a stranded graph's does."""
+
+    def __init__(self, index):
+        self._index = index
+
+    def __getattr__(self, name):
+        return getattr(self._index, name)
+
+    def knn_query(self, *args, **kwargs):
+        raise RuntimeError("Cannot return the results in a contiguous 2D array.")
+
+
+def test_knn_falls_back_to_exact_search_over_live_items():
+    rng = np.random.default_rng(5)
+    vectors = _unit(rng, 600, 16)
+    queries = _unit(rng, 300, 16)  # more than one fallback block
+    index = store.new_hnsw(16, 600, M=8, ef_construction=50)
+    index.add_items(vectors, np.arange(600))
+    for label in (0, 1, 2):
+        index.mark_deleted(label)
+    scores = queries @ vectors.T
+    scores[:, :3] = -np.inf
+    labels, sims = store.knn(_Stranded(index), queries, 5, live=597)
+    assert labels.astype(np.int64).tolist() == np.argsort(-scores, axis=1)[:, :5].tolist()
+    assert np.allclose(sims, np.sort(scores, axis=1)[:, ::-1][:, :5], atol=1e-5)
+
+    odd = lambda label: label % 2 == 1  # noqa: E731
+    labels, _ = store.knn(_Stranded(index), queries[:4], 5, live=298, filter=odd)
+    assert labels.shape == (4, 5) and all(int(label) % 2 for label in labels.ravel())
+
+
 def test_live_labels_leaves_out_deleted_items():
     index = store.new_hnsw(4, 5000, M=8, ef_construction=20)
     index.add_items(np.random.default_rng(0).random((5000, 4), dtype=np.float32))
