@@ -506,6 +506,11 @@ def _remove_old_generations(root: Path, keep: set[str]) -> None:
             else:
                 with contextlib.suppress(OSError):
                     path.unlink()
+    models = root / MODELS
+    if models.is_dir():  # ONNX exports or quantisations killed midway (see onnx_backend)
+        for path in models.iterdir():
+            if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _checksums(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -181,6 +181,20 @@ def test_new_generation_replaces_old_and_keeps_one_previous(tmp_path):
     assert sorted(p.name for p in root.glob("g*")) == ["g000003", "g000004"]
 
 
+def test_next_write_removes_exports_killed_midway(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "idx"
+    _write(root, _unit(rng, 10, 8))
+    models = root / store.MODELS
+    export = models / "abc123"
+    killed = [models / ".abc123.tmp-x1y2", models / ".abc123-int8.tmp-z3", models / ".abc.old-q"]
+    for folder in (export, *killed):
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"graph")
+    _write(root, _unit(rng, 10, 8))
+    assert sorted(p.name for p in models.iterdir()) == ["abc123"]
+
+
 def test_failed_write_leaves_previous_generation(tmp_path, monkeypatch):
     rng = np.random.default_rng(4)
     root = tmp_path / "idx"
