@@ -107,10 +107,10 @@ def _aggregations(index: Path, data: Path) -> None:
     """nDCG@10 and recall@100 of three chunk-to-document rules, by exact search."""
     import numpy as np
 
-    from bienc_cli import evaluation, query, store
+    from bienc_cli import judgements, metrics, query, store
 
     generation = store.open_index(index)
-    eval_set = evaluation.load_eval_set(data / "queries.jsonl", data / "qrels" / "test.tsv")
+    eval_set = judgements.load_eval_set(data / "queries.jsonl", data / "qrels" / "test.tsv")
     texts = [q.text for q in eval_set.queries]
     vectors = query.load_encoder(query.index_model(generation)).encode(texts)
     labels, matrix = store.chunk_vectors(generation)
@@ -139,10 +139,10 @@ def _aggregations(index: Path, data: Path) -> None:
     print(f"chunk aggregation, exact search ({multi} of {len(doc_rows)} documents have >1 chunk):")
     for name, rankings in rules.items():
         per_query = [
-            evaluation.score_query(r, eval_set.qrels[q.id], (10, 100))
+            metrics.score_query(r, eval_set.qrels[q.id], (10, 100))
             for r, q in zip(rankings, eval_set.queries)
         ]
-        means = evaluation.mean_scores(per_query, ["ndcg@10", "recall@100"])
+        means = metrics.mean_scores(per_query, ["ndcg@10", "recall@100"])
         print(f"  {name:<20} nDCG@10 {means['ndcg@10']:.5f}  recall@100 {means['recall@100']:.5f}")
 
 

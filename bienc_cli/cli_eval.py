@@ -115,7 +115,8 @@ def eval_command(
     table row ids, else to file paths (relative to the indexed folder, or file names).
     """
     from bienc_cli import store, ui_eval
-    from bienc_cli.evaluation import Columns, EvalOptions, evaluate, load_eval_set
+    from bienc_cli.evaluation import EvalOptions, evaluate
+    from bienc_cli.judgements import Columns, load_eval_set
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
     if fmt not in ui_eval.EVAL_FORMATS:

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bienc_cli import evaluation as ev
-from bienc_cli import store
+from bienc_cli import judgements, metrics, store
 from bienc_cli.cli import app
 from bienc_cli.errors import ExitStatus, UsageError
 
@@ -38,56 +38,58 @@ def test_ndcg_linear_gains_and_ideal_over_all_judgements():
     # DCG = 1/log2(3) + 2/log2(5); ideal (2, 1, 1) = 2 + 1/log2(3) + 1/log2(4)
     dcg = 1 / math.log2(3) + 2 / math.log2(5)
     ideal = 2 + 1 / math.log2(3) + 0.5
-    assert ev.ndcg_at_k(RANKING, JUDGED, 10) == pytest.approx(dcg / ideal)
-    assert ev.ndcg_at_k(RANKING, JUDGED, 10) == pytest.approx(0.476626, abs=1e-6)
+    assert metrics.ndcg_at_k(RANKING, JUDGED, 10) == pytest.approx(dcg / ideal)
+    assert metrics.ndcg_at_k(RANKING, JUDGED, 10) == pytest.approx(0.476626, abs=1e-6)
     # @1: nothing relevant at rank 1; the ideal is cut at 1 too
-    assert ev.ndcg_at_k(RANKING, JUDGED, 1) == 0.0
+    assert metrics.ndcg_at_k(RANKING, JUDGED, 1) == 0.0
     # @2: b at rank 2 gains 1/log2(3); ideal top-2 = 2 + 1/log2(3)
-    assert ev.ndcg_at_k(RANKING, JUDGED, 2) == pytest.approx(
+    assert metrics.ndcg_at_k(RANKING, JUDGED, 2) == pytest.approx(
         (1 / math.log2(3)) / (2 + 1 / math.log2(3))
     )
 
 
 def test_recall_counts_unretrieved_relevant_documents():
-    assert ev.recall_at_k(RANKING, JUDGED, 1) == 0.0
-    assert ev.recall_at_k(RANKING, JUDGED, 2) == pytest.approx(1 / 3)
-    assert ev.recall_at_k(RANKING, JUDGED, 100) == pytest.approx(2 / 3)
+    assert metrics.recall_at_k(RANKING, JUDGED, 1) == 0.0
+    assert metrics.recall_at_k(RANKING, JUDGED, 2) == pytest.approx(1 / 3)
+    assert metrics.recall_at_k(RANKING, JUDGED, 100) == pytest.approx(2 / 3)
 
 
 def test_mrr_is_cut_at_k():
-    assert ev.mrr_at_k(RANKING, JUDGED, 10) == 0.5
-    assert ev.mrr_at_k(RANKING, JUDGED, 1) == 0.0
+    assert metrics.mrr_at_k(RANKING, JUDGED, 10) == 0.5
+    assert metrics.mrr_at_k(RANKING, JUDGED, 1) == 0.0
 
 
 def test_average_precision_divides_by_all_relevant():
     # precision at the relevant ranks: 1/2 (rank 2), 2/4 (rank 4); three relevant in all
-    assert ev.average_precision(RANKING, JUDGED) == pytest.approx(1 / 3)
-    assert ev.average_precision(RANKING, JUDGED, 3) == pytest.approx(0.5 / 3)
+    assert metrics.average_precision(RANKING, JUDGED) == pytest.approx(1 / 3)
+    assert metrics.average_precision(RANKING, JUDGED, 3) == pytest.approx(0.5 / 3)
     # map_cut divides by all relevant documents, not by min(relevant, k)
-    assert ev.average_precision(["r1", "x"], {"r1": 1, "r2": 1, "r3": 1}, 1) == pytest.approx(1 / 3)
+    assert metrics.average_precision(["r1", "x"], {"r1": 1, "r2": 1, "r3": 1}, 1) == pytest.approx(
+        1 / 3
+    )
 
 
 def test_perfect_and_empty_rankings():
     judged = {"x": 2, "y": 1}
-    assert ev.score_query(["x", "y"], judged, (1, 10)) == {
+    assert metrics.score_query(["x", "y"], judged, (1, 10)) == {
         "ndcg@10": 1.0,
         "mrr@10": 1.0,
         "map@10": 1.0,
         "recall@1": 0.5,
         "recall@10": 1.0,
     }
-    assert set(ev.score_query([], judged, (1, 10)).values()) == {0.0}
+    assert set(metrics.score_query([], judged, (1, 10)).values()) == {0.0}
 
 
 def test_wrong_grade_order_is_penalised():
     # y (grade 2) below x (grade 1): DCG = 1 + 2/log2(3), ideal = 2 + 1/log2(3)
-    value = ev.ndcg_at_k(["x", "y"], {"x": 1, "y": 2}, 10)
+    value = metrics.ndcg_at_k(["x", "y"], {"x": 1, "y": 2}, 10)
     assert value == pytest.approx((1 + 2 / math.log2(3)) / (2 + 1 / math.log2(3)))
     assert value == pytest.approx(0.859719, abs=1e-6)
 
 
 def test_no_relevant_document_scores_zero_everywhere():
-    scores = ev.score_query(["a", "b"], {"a": 0, "b": -1}, (1, 10))
+    scores = metrics.score_query(["a", "b"], {"a": 0, "b": -1}, (1, 10))
     assert set(scores.values()) == {0.0}
 
 
@@ -112,14 +114,14 @@ def test_no_relevant_document_scores_zero_everywhere():
     ],
 )
 def test_agrees_with_pytrec_eval(ranking, judged, expected):
-    scores = ev.score_query(ranking, judged, (1, 5, 10))
+    scores = metrics.score_query(ranking, judged, (1, 5, 10))
     for name, value in expected.items():
         assert scores[name] == pytest.approx(value, abs=1e-6), name
 
 
 def test_mean_scores():
-    assert ev.mean_scores([{"m": 1.0}, {"m": 0.0}, {"m": 0.5}], ["m"]) == {"m": 0.5}
-    assert ev.mean_scores([], ["m"]) == {"m": 0.0}
+    assert metrics.mean_scores([{"m": 1.0}, {"m": 0.0}, {"m": 0.5}], ["m"]) == {"m": 0.5}
+    assert metrics.mean_scores([], ["m"]) == {"m": 0.0}
 
 
 def test_ann_recall_counts_ties_as_found():
@@ -172,7 +174,7 @@ def beir(tmp_path):
 )
 def test_beir_and_trec_qrels(tmp_path, beir, qrels_text):
     qrels = _write(tmp_path / "qrels.tsv", qrels_text)
-    data = ev.load_eval_set(beir, qrels)
+    data = judgements.load_eval_set(beir, qrels)
     assert [(q.id, q.text) for q in data.queries] == [
         ("1", "cats purr"),
         ("2", "rockets  reach orbit"),
@@ -189,7 +191,7 @@ def test_plain_csv_with_query_text_needs_no_queries_file(tmp_path):
         "query,relevant,lang\ncats purr,cats.md,en\ncats purr,dogs.txt,en\n"
         "Les fusées,rockets.txt,fr\n",
     )
-    data = ev.load_eval_set(None, table)
+    data = judgements.load_eval_set(None, table)
     assert [q.text for q in data.queries] == ["cats purr", "Les fusées"]
     assert data.qrels["cats purr"] == {"cats.md": 1, "dogs.txt": 1}
     assert data.queries[1].meta == {"lang": "fr"}
@@ -201,7 +203,7 @@ def test_jsonl_with_lists_of_relevant_ids_and_grades(tmp_path):
         '{"qid": "a", "question": "q one", "doc_ids": ["x", "y"], "grade": 2}\n'
         '{"qid": "b", "question": "q two", "doc_ids": "z"}\n',
     )
-    data = ev.load_eval_set(table, None)
+    data = judgements.load_eval_set(table, None)
     assert data.qrels == {"a": {"x": 2, "y": 2}, "b": {"z": 1}}
     assert [q.text for q in data.queries] == ["q one", "q two"]
 
@@ -213,7 +215,7 @@ def test_parquet_judgements_with_query_ids_joined_to_a_tsv_of_queries(tmp_path):
         qrels,
     )
     queries = _write(tmp_path / "queries.tsv", "7\tfirst query\n8\tsecond query\n")  # MS MARCO
-    data = ev.load_eval_set(queries, qrels)
+    data = judgements.load_eval_set(queries, qrels)
     assert data.qrels == {"7": {"a.md": 1}, "8": {"b.md": 3}}
     assert [q.text for q in data.queries] == ["first query", "second query"]
 
@@ -221,15 +223,15 @@ def test_parquet_judgements_with_query_ids_joined_to_a_tsv_of_queries(tmp_path):
 def test_pytrec_style_json(tmp_path):
     qrels = _write(tmp_path / "qrels.json", json.dumps({"q1": {"d1": 1, "d2": 0}}))
     queries = _write(tmp_path / "queries.csv", "id,query\nq1,the text\n")
-    data = ev.load_eval_set(queries, qrels, ev.Columns())
+    data = judgements.load_eval_set(queries, qrels, judgements.Columns())
     assert data.qrels == {"q1": {"d1": 1, "d2": 0}}
     assert data.queries[0].text == "the text"
 
 
 def test_columns_named_on_the_command_line(tmp_path):
     table = _write(tmp_path / "t.csv", "title,answer_row,stars\nhow to x,12,2\n")
-    data = ev.load_eval_set(
-        table, None, ev.Columns(query_text="title", doc_id="answer_row", score="stars")
+    data = judgements.load_eval_set(
+        table, None, judgements.Columns(query_text="title", doc_id="answer_row", score="stars")
     )
     assert data.qrels == {"how to x": {"12": 2}}
 
@@ -237,28 +239,48 @@ def test_columns_named_on_the_command_line(tmp_path):
 @pytest.mark.parametrize(
     "files, columns, message",
     [
-        ({"qrels": "query,foo\nq,x\n"}, ev.Columns(), "no relevant document id column"),
-        ({"qrels": "query,doc,score\nq,x,high\n"}, ev.Columns(), "grade 'high' is not a number"),
-        ({"qrels": "query,doc\nq,x\n"}, ev.Columns(score="stars"), "--score-column stars"),
-        ({"qrels": "query,doc,score\nq,x,0\n"}, ev.Columns(), "no judgement has a grade above 0"),
-        ({"qrels": "a\tb\tc\td\te\n1\t2\t3\t4\t5\n"}, ev.Columns(), "no relevant document id"),
-        ({"qrels": "qid,doc\n9,x\n", "queries": "id,text\n1,q\n"}, ev.Columns(), "no judged query"),
-        ({"qrels": "qid,doc\n1,x\n", "queries": "text\nq\n"}, ev.Columns(), "has no id column"),
-        ({"qrels": "qid,doc\n1,x\n"}, ev.Columns(), "give their texts with --queries"),
+        ({"qrels": "query,foo\nq,x\n"}, judgements.Columns(), "no relevant document id column"),
+        (
+            {"qrels": "query,doc,score\nq,x,high\n"},
+            judgements.Columns(),
+            "grade 'high' is not a number",
+        ),
+        ({"qrels": "query,doc\nq,x\n"}, judgements.Columns(score="stars"), "--score-column stars"),
+        (
+            {"qrels": "query,doc,score\nq,x,0\n"},
+            judgements.Columns(),
+            "no judgement has a grade above 0",
+        ),
+        (
+            {"qrels": "a\tb\tc\td\te\n1\t2\t3\t4\t5\n"},
+            judgements.Columns(),
+            "no relevant document id",
+        ),
+        (
+            {"qrels": "qid,doc\n9,x\n", "queries": "id,text\n1,q\n"},
+            judgements.Columns(),
+            "no judged query",
+        ),
+        (
+            {"qrels": "qid,doc\n1,x\n", "queries": "text\nq\n"},
+            judgements.Columns(),
+            "has no id column",
+        ),
+        ({"qrels": "qid,doc\n1,x\n"}, judgements.Columns(), "give their texts with --queries"),
     ],
 )
 def test_loader_errors_say_what_to_fix(tmp_path, files, columns, message):
     qrels = _write(tmp_path / "qrels.csv", files["qrels"])
     queries = _write(tmp_path / "queries.csv", files["queries"]) if "queries" in files else None
     with pytest.raises(UsageError, match=message):
-        ev.load_eval_set(queries, qrels, columns)
+        judgements.load_eval_set(queries, qrels, columns)
 
 
 def test_missing_files_and_nothing_given(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
-        ev.load_eval_set(None, tmp_path / "nope.tsv")
+        judgements.load_eval_set(None, tmp_path / "nope.tsv")
     with pytest.raises(UsageError, match="give --qrels"):
-        ev.load_eval_set(None, None)
+        judgements.load_eval_set(None, None)
 
 
 # ---- matching judged ids to documents ----------------------------------------------------
