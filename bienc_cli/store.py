@@ -423,6 +423,7 @@ def write_generation(
     """
     import pyarrow.parquet as pq
 
+    live = _current_name(root)  # kept for readers that opened it
     number = _next_generation_number(root)
     final = root / f"g{number:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-g{number:06d}-", dir=root))
@@ -446,7 +447,9 @@ def write_generation(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _remove_old_generations(root, keep={final.name, *_previous(root, final.name)})
+    # Not simply the newest older folder: a run killed between its rename and publish
+    # leaves a complete generation that was never live.
+    _remove_old_generations(root, keep={final.name, live} if live else {final.name})
     return final
 
 
@@ -488,11 +491,6 @@ def _generations(root: Path) -> list[str]:
 def _next_generation_number(root: Path) -> int:
     names = _generations(root)
     return int(names[-1][1:]) + 1 if names else 1
-
-
-def _previous(root: Path, current: str) -> list[str]:
-    older = [n for n in _generations(root) if n < current and (root / n / MANIFEST).exists()]
-    return older[-1:]
 
 
 def _remove_old_generations(root: Path, keep: set[str]) -> None:

@@ -181,6 +181,20 @@ def test_new_generation_replaces_old_and_keeps_one_previous(tmp_path):
     assert sorted(p.name for p in root.glob("g*")) == ["g000003", "g000004"]
 
 
+def test_the_live_generation_is_kept_not_one_that_was_never_published(tmp_path):
+    import shutil
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "idx"
+    _write(root, _unit(rng, 10, 8))
+    # a run killed between renaming its folder into place and publishing it
+    shutil.copytree(root / "g000001", root / "g000002")
+    assert (root / store.CURRENT).read_text().strip() == "g000001"
+    _write(root, _unit(rng, 10, 8))
+    assert (root / store.CURRENT).read_text().strip() == "g000003"
+    assert sorted(p.name for p in root.glob("g*")) == ["g000001", "g000003"]
+
+
 def test_next_write_removes_exports_killed_midway(tmp_path):
     rng = np.random.default_rng(3)
     root = tmp_path / "idx"
