@@ -112,7 +112,9 @@ def main() -> int:
     # PYTHONDONTWRITEBYTECODE (as on these machines) would recompile bienc on every run.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "bienc_cli")], check=True)
     # The installed console script, as a user runs it (python -m adds runpy's own imports).
-    script = shutil.which("bienc") or "bienc"
+    # The one beside this interpreter (a virtual environment need not be activated).
+    beside = Path(sys.executable).with_name("bienc")
+    script = str(beside) if beside.exists() else shutil.which("bienc") or "bienc"
     results = {"bienc query": [], "naive query": [], "bienc --help": []}
     for i in range(args.runs):
         text = QUERIES[i % len(QUERIES)]

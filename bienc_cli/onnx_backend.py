@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -445,11 +445,7 @@ def export_model(model_dir: str, out_dir: str, *, optimize: bool = True) -> dict
             "transformers for this model"
         )
 
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the export is an ordinary folder
-    try:
+    with _staged(out_dir) as tmp:
         raw_path = os.path.join(tmp, "raw.onnx")
         model_path = os.path.join(tmp, MODEL_FILE)
         exporter = _torch_export(
@@ -507,13 +503,7 @@ def export_model(model_dir: str, out_dir: str, *, optimize: bool = True) -> dict
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
         }
-        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
-            f.write("\n")
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _write_metadata(tmp, metadata)
     return metadata
 
 
@@ -543,11 +533,7 @@ def quantize_export(fp32_dir: str, out_dir: str) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32 = OnnxEncoder(fp32_dir)
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
+    with _staged(out_dir) as tmp:
         import onnx
 
         model_path = os.path.join(tmp, MODEL_FILE)
@@ -582,9 +568,7 @@ def quantize_export(fp32_dir: str, out_dir: str) -> dict:
                 },
             }
         )
-        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
-            f.write("\n")
+        _write_metadata(tmp, metadata)
         texts = list(_QUANTIZE_CHECK_TEXTS)
         got = OnnxEncoder(tmp).encode(texts)
         want = fp32.encode(texts)
@@ -598,13 +582,7 @@ def quantize_export(fp32_dir: str, out_dir: str) -> dict:
                 f"below {_QUANTIZE_MIN_COSINE}); use the onnx backend"
             )
         metadata["quantization"]["min_check_cosine"] = round(lowest, 5)
-        with open(os.path.join(tmp, METADATA_FILE), "w", encoding="utf-8") as f:
-            json.dump(metadata, f, indent=2)
-            f.write("\n")
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _write_metadata(tmp, metadata)
     return metadata
 
 
@@ -616,6 +594,31 @@ def _no_logging():
         yield
     finally:
         logging.disable(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def _staged(out_dir: str) -> Iterator[str]:
+    """A new folder beside ``out_dir`` that replaces it if the block succeeds.
+
+    A crash or an error leaves ``out_dir`` as it was (a hard kill leaves the ``.tmp-``
+    folder, which the index's next writer removes).
+    """
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; the export is an ordinary folder
+    try:
+        yield tmp
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_metadata(folder: str, metadata: dict) -> None:
+    with open(os.path.join(folder, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)
+        f.write("\n")
 
 
 def _umask() -> int:

@@ -237,3 +237,33 @@ def test_version():
     from bienc_cli import __version__
 
     assert bienc("--version").stdout.strip() == f"bienc {__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["index", "--help"], ["query", "--help"], ["-v", "info", "--help"], ["dedup", "--help"],
+     ["cluster", "--help"], ["eval", "--help"], ["verify", "--help"]],
+)  # fmt: skip
+def test_entry_point_builds_the_named_command(argv, monkeypatch, capsys):
+    from bienc_cli import cli
+
+    monkeypatch.setattr("sys.argv", ["bienc", *argv])
+    with pytest.raises(SystemExit) as exit:
+        cli.main()
+    assert exit.value.code == 0
+    command = next(a for a in argv if not a.startswith("-"))
+    assert f"bienc {command} [OPTIONS]" in " ".join(capsys.readouterr().out.split())
+
+
+def test_entry_point_without_a_known_command_uses_the_whole_app(monkeypatch, capsys):
+    from bienc_cli import cli
+
+    monkeypatch.setattr("sys.argv", ["bienc", "--help"])
+    with pytest.raises(SystemExit) as exit:
+        cli.main()
+    listing = capsys.readouterr().out
+    assert exit.value.code == 0 and all(c in listing for c in ("index", "query", "dedup"))
+    monkeypatch.setattr("sys.argv", ["bienc", "quer", "x"])
+    with pytest.raises(SystemExit) as exit:
+        cli.main()
+    assert exit.value.code == ExitStatus.USAGE and "query" in capsys.readouterr().err
