@@ -29,6 +29,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,7 +39,7 @@ IndexOption = Annotated[
     typer.Option(
         "--index",
         "-i",
-        help="Index folder. \\[default: $BIENC_INDEX, else ./.bienc]",
+        help="Index folder. [default: $BIENC_INDEX, else ./.bienc]",
         show_default=False,
     ),
 ]
@@ -175,7 +176,7 @@ def index(
         typer.Option(
             "--model",
             "-m",
-            help="Model folder or sentence-transformers id. \\[default: $BIENC_MODEL, "
+            help="Model folder or sentence-transformers id. [default: $BIENC_MODEL, "
             "else the index's model, else all-MiniLM-L6-v2]",
             show_default=False,
         ),
@@ -187,7 +188,7 @@ def index(
             help="Encoder: auto (ONNX Runtime where the model exports, else sentence-transformers), "
             "onnx, onnx-int8 (about 1.5x faster, vectors within cosine ~0.99 of fp32; "
             "switching to or from it needs --rebuild), or sentence-transformers. "
-            "\\[default: the index's, else auto]",
+            "[default: the index's, else auto]",
         ),
     ] = None,
     text_column: TextColumnOption = None,
@@ -205,7 +206,7 @@ def index(
     ] = None,
     max_file_size: Annotated[
         str | None,
-        typer.Option("--max-file-size", help="Skip larger files (tables exempt). \\[default: 20M]"),
+        typer.Option("--max-file-size", help="Skip larger files (tables exempt). [default: 20M]"),
     ] = None,
     null: NullOption = False,
     overlap: Annotated[
@@ -213,7 +214,7 @@ def index(
         typer.Option(
             "--overlap",
             min=0,
-            help="Tokens shared by consecutive chunks. \\[default: the index's, else 32]",
+            help="Tokens shared by consecutive chunks. [default: the index's, else 32]",
         ),
     ] = None,
     ef: Annotated[
@@ -221,7 +222,7 @@ def index(
         typer.Option(
             "--ef",
             min=1,
-            help="Default search breadth stored with the index. \\[default: the index's, else 128]",
+            help="Default search breadth stored with the index. [default: the index's, else 128]",
         ),
     ] = None,
     batch_size: Annotated[
@@ -235,7 +236,7 @@ def index(
         typer.Option(
             "--wait",
             min=0,
-            help="Wait at most this many seconds for another writer. \\[default: forever]",
+            help="Wait at most this many seconds for another writer. [default: forever]",
         ),
     ] = None,
     no_wait: Annotated[
@@ -313,7 +314,7 @@ def query(
             "--format",
             "-f",
             help="table | json | jsonl | tsv | csv | paths. "
-            "\\[default: table on a terminal, tsv otherwise]",
+            "[default: table on a terminal, tsv otherwise]",
             show_default=False,
         ),
     ] = None,
@@ -340,7 +341,7 @@ def query(
         typer.Option(
             "--backend",
             help="Query encoder: onnx, onnx-int8 or sentence-transformers. "
-            "\\[default: what the index recorded]",
+            "[default: what the index recorded]",
         ),
     ] = None,
 ) -> None:

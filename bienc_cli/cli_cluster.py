@@ -49,7 +49,7 @@ def cluster(
             "-n",
             "--clusters",
             min=1,
-            help="Number of clusters (kmeans, agglomerative). \\[default: the K from 2 to "
+            help="Number of clusters (kmeans, agglomerative). [default: the K from 2 to "
             "min(20, sqrt(documents)) with the best silhouette]",
             show_default=False,
         ),
@@ -59,7 +59,7 @@ def cluster(
         typer.Option(
             "--max-clusters",
             help="Largest K the automatic choice tries (kmeans, agglomerative). "
-            "\\[default: min(20, sqrt(documents))]",
+            "[default: min(20, sqrt(documents))]",
             show_default=False,
         ),
     ] = None,
@@ -69,7 +69,7 @@ def cluster(
             "--threshold",
             help="agglomerative: cut where groups are farther apart than this cosine distance "
             "(0-2; with average linkage, the mean distance between their documents). "
-            "\\[default: K by silhouette, as for kmeans]",
+            "[default: K by silhouette, as for kmeans]",
             show_default=False,
         ),
     ] = None,
@@ -81,7 +81,7 @@ def cluster(
         int | None,
         typer.Option(
             "--min-cluster-size",
-            help="hdbscan: smallest group that counts as a cluster. \\[default: max(5, 1% of "
+            help="hdbscan: smallest group that counts as a cluster. [default: max(5, 1% of "
             "documents)]",
             show_default=False,
         ),
@@ -91,7 +91,7 @@ def cluster(
         typer.Option(
             "--min-samples",
             help="hdbscan: neighbours a document needs to be in a dense region; lower leaves "
-            "fewer outliers. \\[default: min(--min-cluster-size, 10)]",
+            "fewer outliers. [default: min(--min-cluster-size, 10)]",
             show_default=False,
         ),
     ] = None,
@@ -110,7 +110,7 @@ def cluster(
         typer.Option(
             "--format",
             "-f",
-            help="table | json | jsonl | csv | tsv | parquet (with --output). \\[default: from "
+            help="table | json | jsonl | csv | tsv | parquet (with --output). [default: from "
             "--output's suffix, else table on a terminal, tsv otherwise]",
             show_default=False,
         ),
@@ -154,7 +154,7 @@ def cluster(
         typer.Option(
             "--model",
             "-m",
-            help="With SOURCES: model folder or sentence-transformers id. \\[default: "
+            help="With SOURCES: model folder or sentence-transformers id. [default: "
             "$BIENC_MODEL, else all-MiniLM-L6-v2]",
             show_default=False,
         ),

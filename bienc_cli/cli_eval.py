@@ -25,7 +25,7 @@ def eval_command(
             "--index",
             "-i",
             help="Index folder; repeat to compare indexes side by side. "
-            "\\[default: $BIENC_INDEX, else ./.bienc]",
+            "[default: $BIENC_INDEX, else ./.bienc]",
             show_default=False,
         ),
     ] = None,
@@ -71,7 +71,7 @@ def eval_command(
     ] = 0.99,
     ef: Annotated[
         int | None,
-        typer.Option("--ef", min=1, help="Search breadth. \\[default: the index's stored ef]"),
+        typer.Option("--ef", min=1, help="Search breadth. [default: the index's stored ef]"),
     ] = None,
     per_query: Annotated[
         Path | None,
@@ -87,7 +87,7 @@ def eval_command(
         typer.Option(
             "--format",
             "-f",
-            help="table | json | tsv. \\[default: table on a terminal, tsv otherwise]",
+            help="table | json | tsv. [default: table on a terminal, tsv otherwise]",
             show_default=False,
         ),
     ] = None,
