@@ -459,7 +459,32 @@ def main() -> None:
         return
     single = copy.copy(app)  # the same settings and callback (--verbose, --version)
     single.registered_commands = chosen
-    single()
+    if name not in _READ_ONLY:
+        single()
+        return
+    try:
+        single()
+    except SystemExit as exit:
+        # Nothing left to clean up: skip the interpreter's teardown (freeing the model
+        # session, the graph and every module: ~40 ms of a ~300 ms cold query here).
+        code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+        if isinstance(exit.code, str):
+            sys.stderr.write(exit.code + "\n")
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:  # the reader went away (`| head`), as _handle_errors allows
+                pass
+        _leave(code)
+
+
+def _leave(code: int) -> None:
+    """Exit at once, without teardown (tests replace it: it would end pytest too)."""
+    os._exit(code)
+
+
+# Commands that write nothing but stdout and stderr, so that they may exit without teardown.
+_READ_ONLY = {"query"}
 
 
 def _command_name(args: list[str]) -> str | None:

@@ -47,6 +47,17 @@ class FakeEncoder:
         return out
 
 
+@pytest.fixture(autouse=True)
+def _no_exit_without_teardown(monkeypatch):
+    """`bienc query` run through cli.main() leaves with os._exit, which would end pytest
+    itself (with status 0, the remaining tests unrun): in tests it raises SystemExit."""
+
+    def leave(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr("bienc_cli.cli._leave", leave)
+
+
 @pytest.fixture
 def fake_encoder(monkeypatch):
     """Patch bienc to use the fake encoder everywhere; yields it to count calls."""

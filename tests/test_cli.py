@@ -255,6 +255,19 @@ def test_entry_point_builds_the_named_command(argv, monkeypatch, capsys):
     assert f"bienc {command} [OPTIONS]" in " ".join(capsys.readouterr().out.split())
 
 
+def test_query_entry_point_leaves_without_teardown_with_its_exit_code(indexed, monkeypatch, capsys):
+    from bienc_cli import cli
+
+    left = []
+    monkeypatch.setattr(cli, "_leave", lambda code: left.append(code))
+    for text, code in (("cats", ExitStatus.OK), ("zzz", ExitStatus.NO_RESULTS)):
+        argv = ["bienc", "query", text, "--index", str(indexed), "--min-score", "0.3"]
+        monkeypatch.setattr("sys.argv", argv)
+        cli.main()
+        assert left.pop() == code
+    assert "cats" in capsys.readouterr().out
+
+
 def test_entry_point_without_a_known_command_uses_the_whole_app(monkeypatch, capsys):
     from bienc_cli import cli
 

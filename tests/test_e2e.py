@@ -96,6 +96,21 @@ def test_real_process_stdout_is_clean_and_exit_codes_follow_grep(sample_index):
     assert none.returncode == ExitStatus.NO_RESULTS and none.stdout == ""
 
 
+def test_query_exits_quietly_when_its_reader_goes_away(sample_index):
+    # `bienc query` leaves without interpreter teardown (os._exit): its output must still
+    # be flushed, a closed pipe must not print a traceback, and the exit code must hold.
+    _, root, _ = sample_index
+    command = [sys.executable, "-m", "bienc_cli", "query", "why is Mars red", "--index", str(root)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has already gone: every write gets EPIPE
+    writer = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, env=env)
+    os.close(write_end)
+    assert writer.returncode == 0 and writer.stderr == b""
+    missing = bienc_process("query", "x", "--index", root / "nowhere")
+    assert missing.returncode == ExitStatus.NO_INDEX and missing.stderr.startswith("bienc: error:")
+
+
 def test_incremental_add_modify_delete_with_real_model(sample_index, tmp_path):
     import shutil
 
