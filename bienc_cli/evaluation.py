@@ -569,7 +569,8 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
         point: dict[str, Any] = {"ef": ef}
         for k in ks_live:
             index.set_ef(ef)  # knn raises it to k when lower, as hnswlib itself does
-            _, found = store.knn(index, vectors, k, live=live)
+            # the graph's own answers: no widening, no exact fallback to flatter it
+            _, found = store.knn(index, vectors, k, live=live, fallback=False)
             recall = ann_recall(exact_scores, found, k)
             point[f"recall@{k}"] = recall
             if recall >= options.target_recall and min_ef[f"recall@{k}"] is None:
@@ -585,7 +586,7 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
     for k in ks_live:
         ef = max(stored_ef, min(live, max(4 * k, 50)))
         index.set_ef(ef)
-        _, found = store.knn(index, vectors, k, live=live)
+        _, found = store.knn(index, vectors, k, live=live, fallback=False)
         query_ef[f"recall@{k}"], query_recall[f"recall@{k}"] = (
             ef,
             ann_recall(exact_scores, found, k),

@@ -281,7 +281,9 @@ def new_hnsw(dim: int, capacity: int, *, M: int, ef_construction: int) -> hnswli
     return index
 
 
-def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=None):
+def knn(
+    index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=None, fallback=True
+):
     """Labels and cosine similarities of the ``k`` nearest items.
 
     ``k`` is clamped to the live count. hnswlib raises "Cannot return the results in a
@@ -289,6 +291,8 @@ def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=
     the queries, which happens on graphs over many near-identical vectors (boilerplate,
     repeated chunks). Then the search is widened once and, where that is not enough, the
     queries are answered in blocks: by the graph where it can, exactly where it cannot.
+    ``fallback=False`` (measuring the graph itself) keeps the search as it was and marks
+    the blocks it cannot answer as found nothing: labels ``NOT_FOUND``, scores -inf.
     """
     import numpy as np
 
@@ -302,7 +306,8 @@ def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=
         return labels, similarities(distances)
     except RuntimeError:
         pass
-    index.set_ef(min(max(index.ef, k) * 8, max(index.get_current_count(), k)))
+    if fallback:
+        index.set_ef(min(max(index.ef, k) * 8, max(index.get_current_count(), k)))
     blocks, candidates = [], None
     for start in range(0, len(vectors), _FALLBACK_BLOCK):
         part = vectors[start : start + _FALLBACK_BLOCK]
@@ -310,6 +315,10 @@ def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=
             found, distances = index.knn_query(part, k=k, filter=filter)
             blocks.append((found, similarities(distances)))
         except RuntimeError:
+            if not fallback:
+                nothing = np.full((len(part), k), NOT_FOUND, dtype=np.uint64)
+                blocks.append((nothing, np.full((len(part), k), -np.inf, dtype=np.float32)))
+                continue
             candidates = candidates or _candidates(index, filter)
             blocks.append(_exhaustive(candidates, part, k))
     width = min(found.shape[1] for found, _ in blocks)  # fewer if the filter passes fewer
@@ -318,6 +327,7 @@ def knn(index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=
 
 
 _FALLBACK_BLOCK = 256
+NOT_FOUND = 2**64 - 1  # a label no item has (labels count up from 0)
 
 
 def _candidates(index: hnswlib.Index, filter=None) -> tuple[np.ndarray, np.ndarray]:

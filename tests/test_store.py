@@ -164,6 +164,17 @@ def test_knn_falls_back_to_exact_search_over_live_items():
     assert labels.shape == (4, 5) and all(int(label) % 2 for label in labels.ravel())
 
 
+def test_knn_without_fallback_reports_what_the_graph_could_not_find():
+    rng = np.random.default_rng(6)
+    vectors = _unit(rng, 100, 16)
+    index = store.new_hnsw(16, 100, M=8, ef_construction=50)
+    index.add_items(vectors, np.arange(100))
+    index.set_ef(20)
+    labels, sims = store.knn(_Stranded(index), vectors[:3], 5, live=100, fallback=False)
+    assert (labels == store.NOT_FOUND).all() and np.isneginf(sims).all()
+    assert index.ef == 20  # measured at the ef asked for, not a widened one
+
+
 def test_live_labels_leaves_out_deleted_items():
     index = store.new_hnsw(4, 5000, M=8, ef_construction=20)
     index.add_items(np.random.default_rng(0).random((5000, 4), dtype=np.float32))
