@@ -95,9 +95,9 @@ def sample_copy(tmp_path):
     return target
 
 
-@pytest.fixture
-def unreadable_cats(monkeypatch):
-    """Make `cats.md` unreadable to the indexer (tests run as root, so chmod cannot)."""
+def make_cats_unreadable(monkeypatch):
+    """Make `cats.md` unreadable to the indexer from now on (tests run as root, so chmod
+    cannot)."""
     from bienc_cli import indexing
     from bienc_cli.documents import Skipped
 
@@ -110,3 +110,9 @@ def unreadable_cats(monkeypatch):
             yield from real(entry, table)
 
     monkeypatch.setattr(indexing, "read_file", failing)
+
+
+@pytest.fixture
+def unreadable_cats(monkeypatch):
+    """`cats.md` unreadable to the indexer for the whole test."""
+    make_cats_unreadable(monkeypatch)

@@ -12,6 +12,7 @@ from bienc_cli import store
 from bienc_cli.errors import IncompatibleIndex, UsageError
 from bienc_cli.indexing import IndexRequest, run_index
 from bienc_cli.query import QueryOptions, search
+from tests.conftest import make_cats_unreadable
 
 
 def _index(root, *sources, **kwargs):
@@ -182,18 +183,7 @@ def test_unreadable_file_keeps_its_old_documents(tmp_path, corpus, fake_encoder,
     root = tmp_path / "idx"
     _index(root, corpus)
     (corpus / "cats.md").write_text("# Cats\n\nNow changed, but we cannot read it.\n")
-    from bienc_cli import indexing
-    from bienc_cli.documents import Skipped
-
-    real = indexing.read_file
-
-    def failing(entry, table):
-        if entry.path.endswith("cats.md"):
-            yield Skipped(entry.path, "permission denied", error=True)
-        else:
-            yield from real(entry, table)
-
-    monkeypatch.setattr(indexing, "read_file", failing)
+    make_cats_unreadable(monkeypatch)
     report = _index(root, corpus)
     assert report.exit_status == 3 and report.removed == 0
     assert str(corpus / "cats.md") in _docs(root)
