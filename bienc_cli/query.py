@@ -176,15 +176,9 @@ def _enough_documents(generation, found, options) -> bool:
 def _exact(
     generation, vectors: np.ndarray, allowed: set[int], options
 ) -> list[list[tuple[int, float]]]:
-    import numpy as np
-
-    if not allowed:
-        return [[] for _ in vectors]
-    labels = np.array(sorted(allowed), dtype=np.uint64)
-    matrix = generation.load_hnsw().get_items(labels, return_type="numpy")
-    scores = vectors @ matrix.T
-    order = np.argsort(-scores, axis=1)
-    return [[(int(labels[j]), float(row[j])) for j in idx] for row, idx in zip(scores, order)]
+    candidates = store.unit_items(generation.load_hnsw(), sorted(allowed))
+    labels, scores = store.exact_knn(candidates, vectors, len(allowed))
+    return [list(zip(map(int, ls), map(float, ss))) for ls, ss in zip(labels, scores)]
 
 
 def _allowed_labels(generation: store.Generation, options: QueryOptions) -> set[int] | None:

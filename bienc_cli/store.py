@@ -319,8 +319,10 @@ def knn(
                 nothing = np.full((len(part), k), NOT_FOUND, dtype=np.uint64)
                 blocks.append((nothing, np.full((len(part), k), -np.inf, dtype=np.float32)))
                 continue
-            candidates = candidates or _candidates(index, filter)
-            blocks.append(_exhaustive(candidates, part, k))
+            if candidates is None:
+                live = [i for i in live_labels(index) if filter is None or filter(i)]
+                candidates = unit_items(index, live)
+            blocks.append(exact_knn(candidates, part, k))
     width = min(found.shape[1] for found, _ in blocks)  # fewer if the filter passes fewer
     labels = np.concatenate([found[:, :width] for found, _ in blocks])
     return labels, np.concatenate([scores[:, :width] for _, scores in blocks])
@@ -330,18 +332,20 @@ _FALLBACK_BLOCK = 256
 NOT_FOUND = 2**64 - 1  # a label no item has (labels count up from 0)
 
 
-def _candidates(index: hnswlib.Index, filter=None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and unit vectors of the live (not deleted) items that pass ``filter``."""
+def unit_items(index: hnswlib.Index, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` (live items of ``index``) and their vectors, of unit length."""
     import numpy as np
 
-    labels = np.array([i for i in live_labels(index) if filter is None or filter(i)], np.uint64)
+    labels = np.asarray(labels, dtype=np.uint64)
     if not len(labels):
         return labels, np.zeros((0, index.dim), dtype=np.float32)
     return labels, _unit(index.get_items(labels, return_type="numpy"))
 
 
-def _exhaustive(candidates: tuple[np.ndarray, np.ndarray], vectors: np.ndarray, k: int):
-    """``knn`` by brute force over ``candidates`` (a few hundred queries at a time)."""
+def exact_knn(candidates: tuple[np.ndarray, np.ndarray], vectors: np.ndarray, k: int):
+    """``knn`` by brute force over ``candidates`` (from ``unit_items``): labels and cosine
+    similarities of the ``k`` best, best first. Holds a queries x candidates matrix of
+    scores: pass a few hundred queries at a time over large candidate sets."""
     import numpy as np
 
     labels, matrix = candidates
