@@ -7,6 +7,14 @@ The rules, each enforced here (and tested in tests/test_actions.py):
   the bytes recorded in the plan: bienc never removes the last copy of anything.
 - Only files inside the plan's roots are acted on, never one under a reference folder, and
   never one whose bytes changed since it was planned (sha256 recorded in the plan).
+- The roots are bienc's, not the plan file's: a plan carries an HMAC, made with a key private
+  to the user (``signing_key``), over its roots, reference folders, action and destination,
+  and one over each file entry. A reviewed plan may lose entries (that is how a person leaves
+  files alone) but not gain or change any. Journals are signed the same way, so undo only
+  reverses actions an apply of this user recorded.
+- Every path an action touches is checked after resolving symlinks and ``..``: a member (and,
+  on undo, the place it goes back to) inside the roots as they resolved when planned; a
+  destination inside ``--to`` or the trash, which must be a folder of its own, not a link.
 - Every action is written to the journal and fsynced *before* it is made, and marked done
   after. ``delete`` moves a file to a trash folder beside the journal instead of unlinking it,
   and ``hardlink``/``symlink`` keep the replaced file there too, so `--undo` restores every
@@ -20,9 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -82,8 +93,17 @@ class Plan:
     left_out: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
     created_at: str = ""
     path: Path | None = None  # where it was written or read
+    plan_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The roots with symlinks and ``..`` resolved when the plan was made: members must still
+    # resolve inside them, so a root swapped for a link since then moves nothing elsewhere.
+    resolved_roots: list[str] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def __post_init__(self) -> None:
+        if self.resolved_roots is None:
+            self.resolved_roots = resolve_roots(self.roots)
+
+    def to_dict(self, key: bytes) -> dict[str, Any]:
+        """The plan as written, signed with ``key`` (see ``signing_key``)."""
         return {
             "format": PLAN_FORMAT,
             "format_version": FORMAT_VERSION,
@@ -91,22 +111,64 @@ class Plan:
             "created_at": self.created_at,
             "review": "Delete a member, or a whole group, to leave those files alone; then run "
             "`bienc dedup --apply THIS_FILE --action ...`. Files whose bytes no longer match "
-            "their sha256 are skipped, and so is every member of a group whose keeper changed.",
+            "their sha256 are skipped, and so is every member of a group whose keeper changed. "
+            "Any other edit (roots, reference, action, to, or an entry added or changed) makes "
+            "bienc refuse the plan: its signatures no longer match.",
+            "plan_id": self.plan_id,
             "action": self.action,
             "to": self.to,
             "settings": self.settings,
             "roots": self.roots,
+            "resolved_roots": self.resolved_roots,
             "reference": self.reference,
+            "signature": _mac(key, *self._signed_fields()),
             "groups": [
                 {
                     "group": g.group,
-                    "keeper": g.keeper.to_dict(),
-                    "members": [m.to_dict() for m in g.members],
+                    "keeper": g.keeper.to_dict()
+                    | {"mac": self._file_mac(key, g, "keeper", g.keeper)},
+                    "members": [
+                        m.to_dict() | {"mac": self._file_mac(key, g, "member", m)}
+                        for m in g.members
+                    ],
                 }
                 for g in self.groups
             ],
             "left_out": self.left_out,
         }
+
+    def _signed_fields(self) -> tuple[Any, ...]:
+        return (
+            "plan", self.plan_id, self.roots, self.resolved_roots, self.reference, self.action,
+            self.to,
+        )  # fmt: skip
+
+    def _file_mac(self, key: bytes, group: PlannedGroup, role: str, f: PlannedFile) -> str:
+        return _mac(key, "file", self.plan_id, group.group, role, f.path, f.sha256, f.size)
+
+    def verify(self, key: bytes, data: dict[str, Any]) -> None:
+        """Raise UsageError unless ``data`` (this plan as read) carries bienc's signatures:
+        the same roots, reference, action and destination, and only entries it planned."""
+        where = self.path or "the plan"
+        if not hmac.compare_digest(
+            str(data.get("signature", "")), _mac(key, *self._signed_fields())
+        ):
+            raise UsageError(
+                f"{where} was changed where a review may not change it (its roots, reference, "
+                "action or destination differ from what bienc wrote), or another user made it: "
+                "nothing was changed. Make the plan again with `bienc dedup --plan`; to leave "
+                "files alone, delete their entries"
+            )
+        for g, raw in zip(self.groups, data["groups"]):
+            entries = [("keeper", g.keeper, raw["keeper"])]
+            entries += [("member", m, r) for m, r in zip(g.members, raw["members"])]
+            for role, f, r in entries:
+                if not hmac.compare_digest(str(r.get("mac", "")), self._file_mac(key, g, role, f)):
+                    raise UsageError(
+                        f"{where} lists {f.path} as a {role} of group {g.group}, which bienc did "
+                        "not plan (a review may only delete members or whole groups): nothing "
+                        "was changed"
+                    )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -191,14 +253,30 @@ def _planned(path: str, size: int, mtime_ns: int) -> tuple[PlannedFile | None, s
 
 
 def write_plan(plan: Plan, path: Path) -> None:
-    """Write the plan atomically (a reader never sees half of it)."""
+    """Write the plan, signed, atomically (a reader never sees half of it). An existing file
+    is replaced only if it is a bienc plan: ``--plan notes.txt`` never overwrites notes."""
     path = Path(path)
-    _atomic_write(path, json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    if os.path.lexists(path) and not _is_plan_file(path):
+        raise UsageError(
+            f"--plan {path}: the file exists and is not a bienc plan; choose another name"
+        )
+    text = json.dumps(plan.to_dict(signing_key(create=True)), indent=2, ensure_ascii=False)
+    _atomic_write(path, text + "\n")
     plan.path = path
 
 
+def _is_plan_file(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.loads(fh.read(50 << 20))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == PLAN_FORMAT
+
+
 def read_plan(path: Path) -> Plan:
-    """A plan written by `bienc dedup --plan` (and perhaps edited). UsageError if it is not."""
+    """A plan written by `bienc dedup --plan`, perhaps reviewed: UsageError if it is not one,
+    or if it was edited beyond deleting entries (see ``Plan.verify``)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -232,9 +310,26 @@ def read_plan(path: Path) -> Plan:
             left_out=list(data.get("left_out") or []),
             created_at=str(data.get("created_at", "")),
             path=path,
+            plan_id=str(data["plan_id"]),
+            resolved_roots=[str(r) for r in data["resolved_roots"]],
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except KeyError as exc:
+        if exc.args and exc.args[0] in ("plan_id", "resolved_roots"):
+            raise UsageError(
+                f"{path} carries no bienc signature (an older bienc made it): make the plan "
+                "again with `bienc dedup --plan`"
+            ) from None
+        raise UsageError(f"the plan {path} is damaged (KeyError: {exc})") from exc
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"the plan {path} is damaged ({type(exc).__name__}: {exc})") from exc
+    try:
+        key = signing_key(create=False)
+    except FileNotFoundError:
+        raise UsageError(
+            f"cannot check that bienc wrote the plan {path}: there is no signing key at "
+            f"{key_path()} (a plan is applied by the user who made it): make the plan again"
+        ) from None
+    plan.verify(key, data)
     return plan
 
 
@@ -256,13 +351,99 @@ def check_action(action: str | None, to: str | None) -> None:
         raise UsageError("--to is only for --action move")
 
 
+# -- signatures ------------------------------------------------------------------------------
+
+KEY_NAME = "dedup.key"
+
+
+def key_path() -> Path:
+    """The user's signing key: ``$XDG_STATE_HOME/bienc/dedup.key`` (~/.local/state/...)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(state) / "bienc" / KEY_NAME
+
+
+def signing_key(*, create: bool) -> bytes:
+    """The secret that signs this user's plans and journals, made on first use (0600).
+
+    Whoever can edit a plan but cannot read this file cannot make bienc act outside the roots
+    it recorded. FileNotFoundError when there is none and ``create`` is false.
+    """
+    path = key_path()
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        if not create:
+            raise
+    tmp = path.with_name(f".{KEY_NAME}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # unlike a rename, never replaces a key already there
+        except FileExistsError:
+            pass  # another bienc made one first: use it
+        except OSError:  # a file system without hard links: create the name itself
+            _write_new(path, tmp.read_bytes())
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise StorageError(f"cannot write the signing key {path}: {exc.strerror}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return _read_key(path)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a link (O_NOFOLLOW), unreadable...
+        raise UsageError(f"cannot read the signing key {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, encoding="ascii", errors="replace") as fh:
+        st = os.fstat(fh.fileno())
+        text = fh.read(1024).strip()
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise UsageError(
+            f"the signing key {path} must belong to you and be private: chmod 600 {path}"
+        )
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise UsageError(
+            f"the signing key {path} is damaged: remove it (plans made with it must be made again)"
+        )
+    return key
+
+
+def _mac(key: bytes, *fields: Any) -> str:
+    """HMAC-SHA256 of ``fields`` (JSON, ASCII-escaped so odd file names sign too)."""
+    message = json.dumps(fields, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, message.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+
+
 # -- where things go -------------------------------------------------------------------------
 
 
 def root_folder(root: str) -> str:
     """The folder a root stands for: itself, a file's folder, a pattern's literal prefix."""
-    import glob
-
     if glob.has_magic(root):
         parts = root.split(os.sep)
         literal = []
@@ -280,10 +461,29 @@ def base_folder(roots: Sequence[str]) -> str:
     return os.path.commonpath(folders)
 
 
+def resolve_roots(roots: Sequence[str]) -> list[str]:
+    """Each root as it resolves now (symlinks and ``..``): a folder or a pattern's literal
+    prefix fully, a file root as itself in its resolved folder (a link named is the link)."""
+    out = []
+    for root in roots:
+        if glob.has_magic(root):
+            out.append(os.path.realpath(root_folder(root)))
+        elif os.path.isdir(root) or not os.path.lexists(root):
+            out.append(os.path.realpath(root))
+        else:
+            out.append(_resolved(root))
+    return out
+
+
+def inside_resolved(path: str, resolved_roots: Sequence[str]) -> bool:
+    """Whether ``path`` (the link itself, its folders resolved) is in one of the roots."""
+    real = _resolved(path)
+    return any(_inside(real, root) for root in resolved_roots)
+
+
 def within_roots(path: str, roots: Sequence[str]) -> bool:
     """Whether ``path`` (the link itself, not its target) is inside one of the roots."""
     import fnmatch
-    import glob
 
     real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
     for root in roots:
@@ -410,6 +610,8 @@ def apply_plan(
     )
     if action in ("delete", "hardlink", "symlink"):
         report.trash = str(trash)
+        _check_own_folder(trash)
+    dest_root = Path(to) if action == "move" else trash  # type: ignore[arg-type]
     base = base_folder(plan.roots)
     # A keeper may be a symlink to a file that is another group's member: keep that file.
     keeper_files = {os.path.realpath(g.keeper.path) for g in plan.groups}
@@ -432,19 +634,21 @@ def apply_plan(
                     outcome.status, outcome.reason = state
                     continue
                 if action == "move":
-                    dest = _destination(member.path, base, Path(to))  # type: ignore[arg-type]
+                    dest = _destination(member.path, base, dest_root)
                     if os.path.lexists(dest):
                         outcome.reason = f"{dest} already exists"
                         continue
                 else:  # delete, or a link in its place: the original goes to the trash
                     dest = _free_name(trash / _relative(member.path, base))
+                if not _inside(_resolved(str(dest)), os.path.realpath(dest_root)):
+                    outcome.reason = f"{dest} leads out of {dest_root} through a link"
+                    continue
                 outcome.dest = str(dest)
                 if dry_run:
                     outcome.status = "would"
                     continue
                 if writer is None:
-                    writer = _Journal.open(journal, plan, action)
-                dest_root = Path(to) if action == "move" else trash  # type: ignore[arg-type]
+                    writer = _Journal.open(journal, plan, action, dest_root)
                 _act(writer, action, member, keeper, dest, dest_root, outcome)
     finally:
         if writer is not None:
@@ -454,11 +658,11 @@ def apply_plan(
 
 def _check_plan(plan: Plan) -> None:
     """Refuse plans (perhaps edited by hand) in which a keeper could lose its last copy."""
-    keepers = {_key(g.keeper.path) for g in plan.groups}
+    keepers = {_resolved(g.keeper.path) for g in plan.groups}
     seen: set[str] = set()
     for group in plan.groups:
         for member in group.members:
-            key = _key(member.path)
+            key = _resolved(member.path)
             if key in keepers:
                 raise UsageError(
                     f"the plan lists {member.path} both as a keeper and as a duplicate; "
@@ -471,8 +675,17 @@ def _check_plan(plan: Plan) -> None:
         raise UsageError("the plan names no roots, so no file is inside them")
 
 
-def _key(path: str) -> str:
+def _resolved(path: str) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def _check_own_folder(folder: Path) -> None:
+    """The trash is bienc's own: a real folder (or none yet), never a link to elsewhere."""
+    if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
+        raise UsageError(
+            f"{folder} is a link or not a folder; bienc keeps deleted and replaced files only "
+            "in a folder of its own: move it away, or give another --journal"
+        )
 
 
 def _keeper_problem(keeper: PlannedFile) -> str:
@@ -495,7 +708,9 @@ def _member_state(member: PlannedFile, keeper: PlannedFile, plan: Plan) -> tuple
         return "already", "is its keeper's file (a link to it)"
     if not within_roots(path, plan.roots):
         return "skipped", "outside the roots"
-    if any(_inside(_key(path), os.path.realpath(r)) for r in plan.reference):
+    if not inside_resolved(path, plan.resolved_roots or ()):
+        return "skipped", f"outside the roots: it resolves to {_resolved(path)}"
+    if any(_inside(_resolved(path), os.path.realpath(r)) for r in plan.reference):
         return "skipped", "under a reference folder"
     try:
         if not os.path.isfile(path):
@@ -508,7 +723,7 @@ def _member_state(member: PlannedFile, keeper: PlannedFile, plan: Plan) -> tuple
 
 
 def _relative(path: str, base: str) -> str:
-    real = _key(path)
+    real = _resolved(path)
     rel = os.path.relpath(real, base)
     if rel.startswith(os.pardir):
         rel = real.lstrip(os.sep)  # outside the base (cannot happen for files inside the roots)
@@ -616,46 +831,63 @@ def _replace_with_link(action: str, src: str, keeper: str, dest: Path, tmp: str)
 class _Journal:
     """An append-only JSON Lines log, fsynced after every entry.
 
-    Entries: ``begin`` (one per apply run), ``do`` (an action about to be made, with ``seq``),
-    then ``done``, ``failed`` or, after an undo, ``undone`` for that ``seq``.
+    Entries: ``begin`` (one per apply run, with the plan's roots and where files go), ``do``
+    (an action about to be made, with ``seq``), then ``done``, ``failed`` or, after an undo,
+    ``undone`` for that ``seq``. An apply's ``begin`` and every ``do`` carry an HMAC made with
+    the user's key (``mac``): undo reverses only what an apply wrote.
     """
 
-    def __init__(self, path: Path, fh: TextIO, next_seq: int) -> None:
+    def __init__(self, path: Path, fh: TextIO, next_seq: int, run: str, key: bytes | None):
         self.path = path
         self.fh = fh
         self.next_seq = next_seq
+        self.run = run
+        self.key = key
 
     @classmethod
-    def open(cls, path: Path, plan: Plan | None, action: str) -> _Journal:
+    def open(
+        cls, path: Path, plan: Plan | None, action: str, dest_root: Path | None = None
+    ) -> _Journal:
         existed = path.exists()
         next_seq = (
             1 + max((e.get("seq", 0) for e in read_journal(path)), default=0) if existed else 1
         )
+        key = signing_key(create=True) if plan is not None else None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fh = open(path, "a", encoding="utf-8")
         except OSError as exc:
             raise StorageError(f"cannot write the journal {path}: {exc.strerror}") from exc
-        journal = cls(path, fh, next_seq)
-        journal._write(
-            {
-                "op": "begin",
-                "format": JOURNAL_FORMAT,
-                "format_version": FORMAT_VERSION,
-                "bienc_version": __version__,
-                "at": _now(),
-                "action": action,
-                "plan": str(plan.path) if plan and plan.path else None,
+        journal = cls(path, fh, next_seq, uuid.uuid4().hex, key)
+        begin: dict[str, Any] = {
+            "op": "begin",
+            "format": JOURNAL_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "bienc_version": __version__,
+            "at": _now(),
+            "action": action,
+            "plan": str(plan.path) if plan and plan.path else None,
+        }
+        if plan is not None:
+            begin |= {
+                "run": journal.run,
+                "plan_id": plan.plan_id,
+                "roots": plan.roots,
+                "resolved_roots": plan.resolved_roots,
+                "dest_root": str(dest_root),
             }
-        )
+        journal._write(journal._signed(begin))
         if not existed:
             _fsync_dir(path.parent)
         return journal
 
+    def _signed(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return entry if self.key is None else entry | {"mac": _entry_mac(self.key, entry)}
+
     def intent(self, entry: dict[str, Any]) -> int:
         seq = self.next_seq
         self.next_seq += 1
-        self._write({"op": "do", "seq": seq, **entry})
+        self._write(self._signed({"op": "do", "seq": seq, "run": self.run, **entry}))
         return seq
 
     def record(self, op: str, seq: int) -> None:
@@ -701,6 +933,43 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def _entry_mac(key: bytes, entry: dict[str, Any]) -> str:
+    return _mac(key, "journal", {k: v for k, v in entry.items() if k != "mac"})
+
+
+def _verified_runs(entries: list[dict[str, Any]], path: Path) -> dict[str, dict[str, Any]]:
+    """The journal's apply runs by id, after checking that bienc wrote every ``do`` entry
+    and the ``begin`` of its run as they are. UsageError (nothing restored) if not."""
+    try:
+        key = signing_key(create=False)
+    except FileNotFoundError:
+        raise UsageError(
+            f"cannot check that bienc wrote the journal {path}: there is no signing key at "
+            f"{key_path()} (a journal is undone by the user who applied the plan); nothing "
+            "was restored"
+        ) from None
+
+    def signed(entry: dict[str, Any]) -> bool:
+        return hmac.compare_digest(str(entry.get("mac", "")), _entry_mac(key, entry))
+
+    runs = {e.get("run"): e for e in entries if e.get("op") == "begin" and "run" in e and signed(e)}
+    for entry in entries:
+        if entry.get("op") != "do":
+            continue
+        if not signed(entry) or entry.get("run") not in runs:
+            raise UsageError(
+                f"the journal {path} holds an action bienc did not record as it is (seq "
+                f"{entry.get('seq')}, {entry.get('path')}): it was edited, or written by another "
+                "user or an older bienc; undo refused, nothing was restored"
+            )
+        run = runs[entry["run"]]
+        if entry.get("dest_root") != run.get("dest_root") or entry.get("action") != run.get(
+            "action"
+        ):
+            raise UsageError(f"the journal {path} is inconsistent at seq {entry.get('seq')}")
+    return runs
+
+
 # -- undo ------------------------------------------------------------------------------------
 
 
@@ -709,10 +978,13 @@ def undo(journal: Path, *, dry_run: bool = False) -> ActionReport:
 
     What to do is decided from the disk, whatever the journal says happened next (``done``,
     ``failed`` or nothing, after a crash): a file found at its destination with its recorded
-    bytes, and nothing else in its old place, is put back.
+    bytes, and nothing else in its old place, is put back. Only actions an apply of this
+    user recorded are reversed (signed entries), only from below their trash or --to folder,
+    and only into places inside the plan's roots as they resolved when it was made.
     """
     journal = Path(journal).absolute()
     entries = read_journal(journal)
+    runs = _verified_runs(entries, journal)
     undone = {e["seq"] for e in entries if e.get("op") == "undone"}
     todo = [e for e in entries if e.get("op") == "do" and e.get("seq") not in undone]
     report = ActionReport("restore", dry_run, journal=str(journal), trash=str(trash_for(journal)))
@@ -721,7 +993,7 @@ def undo(journal: Path, *, dry_run: bool = False) -> ActionReport:
         for entry in reversed(todo):
             outcome = Outcome(entry["path"], "restore", "skipped", dest=entry.get("dest"))
             report.outcomes.append(outcome)
-            verdict = _undo_verdict(entry)
+            verdict = _undo_verdict(entry, runs[entry["run"]])
             if verdict is not None:
                 outcome.status, outcome.reason = verdict
                 if outcome.status == "already" and not dry_run:
@@ -745,9 +1017,20 @@ def undo(journal: Path, *, dry_run: bool = False) -> ActionReport:
     return report
 
 
-def _undo_verdict(entry: dict[str, Any]) -> tuple[str, str] | None:
+def _undo_verdict(entry: dict[str, Any], run: dict[str, Any]) -> tuple[str, str] | None:
     """Why an entry cannot or need not be reversed; None when it should be."""
     src, dest, action = entry["path"], entry["dest"], entry["action"]
+    if not inside_resolved(src, run.get("resolved_roots") or ()):
+        return "skipped", f"outside the roots: {src} now resolves to {_resolved(src)}"
+    dest_root = entry["dest_root"]
+    if not _inside(_resolved(dest), os.path.realpath(dest_root)):
+        return "skipped", f"{dest} now leads out of {dest_root} through a link; left alone"
+    tmp = entry.get("tmp")
+    if tmp is not None and (
+        os.path.dirname(tmp) != os.path.dirname(src)
+        or not os.path.basename(tmp).startswith(".bienc-link-")
+    ):
+        return "skipped", f"the journal's temporary name {tmp} is not bienc's"
     src_there, dest_there = os.path.lexists(src), os.path.lexists(dest)
     if not dest_there:
         if (

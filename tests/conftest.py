@@ -58,6 +58,13 @@ def _no_exit_without_teardown(monkeypatch):
     monkeypatch.setattr("bienc_cli.cli._leave", leave)
 
 
+@pytest.fixture(autouse=True)
+def _private_state(tmp_path_factory, monkeypatch):
+    """bienc's per-user state (the key that signs dedup plans) in a fresh folder per test,
+    never in the home of whoever runs the tests; subprocesses inherit it."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def fake_encoder(monkeypatch):
     """Patch bienc to use the fake encoder everywhere; yields it to count calls."""

@@ -191,12 +191,9 @@ def test_files_outside_the_roots_or_under_reference_are_never_touched(tree, tmp_
     outside = tmp_path / "elsewhere.txt"
     outside.write_text("the original text\n")
     plan = make_plan(tree, GROUPS, tmp_path, reference=[str(tree / "a" / "deep")])
-    data = json.loads((tmp_path / "plan.json").read_text())
-    data["groups"][0]["members"].append(
-        {"path": str(outside), "sha256": actions.file_sha256(outside), "size": 18}
-    )
-    (tmp_path / "plan.json").write_text(json.dumps(data))
-    plan = actions.read_plan(tmp_path / "plan.json")
+    # A plan made in this process (not read from a file) is trusted to be bienc's own; its
+    # members are still checked against the roots one by one.
+    plan.groups[0].members.append(_planned(outside))
     report = actions.apply_plan(plan, "delete")
     assert [(Path(o.path).name, o.status, o.reason) for o in report.outcomes] == [
         ("copy.txt", "done", ""),
@@ -240,20 +237,24 @@ def test_undo_after_a_crash_between_intent_and_done(tree, tmp_path):
     assert snapshot(tree) == before
 
 
-def test_undo_of_an_intent_that_never_happened(tree, tmp_path):
+def test_undo_of_an_intent_that_never_happened(tree, tmp_path, monkeypatch):
+    """The process died after writing "about to move" and before moving; the last line is torn."""
+    before = snapshot(tree)
     plan = make_plan(tree, GROUPS, tmp_path)
-    report = actions.apply_plan(plan, "delete")
-    actions.undo(Path(report.journal))
-    journal = Path(report.journal)
-    # a crashed run: the intent was written, the file never moved; the last line is torn
-    entry = {"op": "do", "seq": 99, "action": "delete", "path": str(tree / "keep.txt")}
-    entry |= {"dest": str(tmp_path / "gone"), "sha256": actions.file_sha256(tree / "keep.txt")}
-    entry |= {"keeper": str(tree / "other.txt")}
-    journal.write_text(journal.read_text() + json.dumps(entry) + '\n{"op": "do", "se')
+
+    def crash(src, dest):
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patch, pytest.raises(SystemExit):
+        patch.setattr(actions, "_move", crash)
+        actions.apply_plan(plan, "delete")
+    journal = tmp_path / "plan.journal.jsonl"
+    journal.write_text(journal.read_text() + '{"op": "do", "se')
     result = actions.undo(journal)
     assert [(o.status, o.reason) for o in result.outcomes] == [
         ("already", "in place (the action never happened)")
     ]
+    assert snapshot(tree) == before
 
 
 def test_undo_twice_is_harmless(tree, tmp_path):
@@ -508,3 +509,311 @@ def test_cli_action_with_nothing_to_do_leaves_nothing_behind(
     result = bienc("dedup", corpus, "--action", "delete", "--yes")
     assert result.exit_code == ExitStatus.NO_RESULTS
     assert not (tmp_path / ".bienc-dedup").exists()
+
+
+# -- a plan or journal edited by hand acts only where bienc recorded -------------------------
+
+
+@pytest.fixture
+def outsider(tmp_path):
+    """A file outside every root with the same bytes as the planned duplicates."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    path = folder / "important.md"
+    path.write_text("Sourdough starter needs flour and water fed every day at room temperature.\n")
+    return path
+
+
+def _cli_plan(dup_tree, tmp_path, *args):
+    plan = tmp_path / "plan.json"
+    result = bienc("dedup", dup_tree, "--plan", plan, *args)
+    assert result.exit_code == 0, result.output
+    return plan, json.loads(plan.read_text())
+
+
+def _entry(path: Path) -> dict:
+    return {"path": str(path), "sha256": actions.file_sha256(path), "size": path.stat().st_size}
+
+
+def _widen_roots_and_add(data, outsider):
+    data["roots"] = ["/"]
+    data["groups"][0]["members"].append(_entry(outsider))
+
+
+def _widen_resolved_roots(data, outsider):
+    data["roots"] = data["resolved_roots"] = ["/"]
+    data["groups"][0]["members"].append(_entry(outsider) | {"mac": "0" * 32})
+
+
+def _add_member(data, outsider):
+    data["groups"][0]["members"].append(_entry(outsider))
+
+
+def _copy_a_mac(data, outsider):
+    mac = data["groups"][0]["members"][0]["mac"]
+    data["groups"][0]["members"].append(_entry(outsider) | {"mac": mac})
+
+
+def _redirect_a_member(data, outsider):
+    data["groups"][0]["members"][0] |= _entry(outsider)
+
+
+def _swap_keeper(data, outsider):
+    group = data["groups"][0]
+    group["keeper"], group["members"][0] = group["members"][0], group["keeper"]
+
+
+def _drop_reference(data, outsider):
+    data["reference"] = []
+
+
+def _change_destination(data, outsider):
+    data["to"] = str(outsider.parent)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        _widen_roots_and_add,
+        _widen_resolved_roots,
+        _add_member,
+        _copy_a_mac,
+        _redirect_a_member,
+        _swap_keeper,
+        _drop_reference,
+        _change_destination,
+    ],
+)
+def test_a_plan_edited_beyond_deleting_entries_is_refused(
+    dup_tree, fake_encoder, tmp_path, outsider, edit
+):
+    """The issue's attack: `"roots": ["/"]` plus a member elsewhere with its right sha256."""
+    plan, data = _cli_plan(
+        dup_tree, tmp_path, "--reference", dup_tree / "ref", "--action", "move", "--to",
+        tmp_path / "dups",
+    )  # fmt: skip
+    edit(data, outsider)
+    plan.write_text(json.dumps(data))
+    before = snapshot(tmp_path)
+    result = bienc("dedup", "--apply", plan, "--action", "move", "--to", tmp_path / "dups")
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "nothing was changed" in result.stderr and "Traceback" not in result.output
+    assert snapshot(tmp_path) == before  # no file moved, no journal, no folder made
+
+
+def test_a_reviewed_plan_may_lose_members_and_groups(tmp_path, fake_encoder):
+    """The documented review: delete the entries of files to leave alone, then apply."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    for stem, text in (("a", "apples grow on trees in autumn"), ("b", "rivers run to the sea")):
+        for n in range(3):
+            (root / f"{stem}{n}.txt").write_text(text + "\n")
+    plan, data = _cli_plan(root, tmp_path)
+    assert [len(g["members"]) for g in data["groups"]] == [2, 2]
+    del data["groups"][0]["members"][1]  # a1.txt, a2.txt: keep a2.txt
+    del data["groups"][1]  # leave the whole b group alone
+    plan.write_text(json.dumps(data, indent=4))  # reformatted too: signatures are of values
+    result = bienc("dedup", "--apply", plan, "--action", "delete", "--yes")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in root.iterdir()) == [
+        "a0.txt",
+        "a2.txt",
+        "b0.txt",
+        "b1.txt",
+        "b2.txt",
+    ]
+    result = bienc("dedup", "--undo", tmp_path / "plan.journal.jsonl")
+    assert result.exit_code == 0, result.output
+    assert len(list(root.iterdir())) == 6
+
+
+def test_a_plan_is_applied_only_with_the_key_that_signed_it(
+    dup_tree, fake_encoder, tmp_path, monkeypatch
+):
+    plan, _ = _cli_plan(dup_tree, tmp_path)
+    before = snapshot(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "another-user"))
+    result = bienc("dedup", "--apply", plan, "--action", "delete", "--yes")
+    assert result.exit_code == ExitStatus.USAGE and "no signing key" in result.stderr
+    actions.signing_key(create=True)  # another user's key: the signature does not match
+    (tmp_path / "another-user").rename(tmp_path.parent / f"{tmp_path.name}-another-user")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path.parent / f"{tmp_path.name}-another-user"))
+    result = bienc("dedup", "--apply", plan, "--action", "delete", "--yes")
+    assert result.exit_code == ExitStatus.USAGE and "another user" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_a_plan_without_signatures_is_refused(dup_tree, fake_encoder, tmp_path):
+    plan, data = _cli_plan(dup_tree, tmp_path)
+    for name in ("signature", "plan_id", "resolved_roots"):
+        del data[name]
+    plan.write_text(json.dumps(data))
+    result = bienc("dedup", "--apply", plan, "--action", "symlink")
+    assert result.exit_code == ExitStatus.USAGE and "no bienc signature" in result.stderr
+
+
+def test_the_signing_key_is_private_and_refused_when_it_is_not():
+    key = actions.signing_key(create=True)
+    path = actions.key_path()
+    assert os.stat(path).st_mode & 0o777 == 0o600 and os.stat(path.parent).st_mode & 0o077 == 0
+    assert actions.signing_key(create=True) == key  # made once
+    os.chmod(path, 0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        actions.signing_key(create=False)
+
+
+def _swap_for_link(folder: Path, target: Path) -> None:
+    """Replace ``folder`` by a symlink to ``target``, which gets the same files."""
+    import shutil
+
+    shutil.copytree(folder, target)
+    shutil.rmtree(folder)
+    folder.symlink_to(target)
+
+
+@pytest.mark.parametrize("where", ["folder", "root"])
+def test_members_resolving_outside_the_roots_are_skipped(tree, tmp_path, where):
+    """A folder in the roots (or the root itself) became a link since the plan: its files are
+    elsewhere now, even with the planned bytes, and are left alone."""
+    plan = make_plan(tree, GROUPS, tmp_path)
+    if where == "folder":
+        _swap_for_link(tree / "a", tmp_path / "elsewhere")
+    else:
+        _swap_for_link(tree, tmp_path / "elsewhere")
+    before = snapshot(tmp_path / "elsewhere")
+    report = actions.apply_plan(plan, "delete")
+    assert {o.status for o in report.outcomes} == {"skipped"}
+    assert all("outside the roots" in o.reason for o in report.outcomes)
+    assert snapshot(tmp_path / "elsewhere") == before
+
+
+def test_a_member_path_through_dotdot_is_outside(tree, tmp_path, outsider):
+    plan = make_plan(tree, GROUPS, tmp_path)
+    sneaky = tree / "a" / ".." / ".." / "outside" / outsider.name
+    plan.groups[0].members = [PlannedFile(str(sneaky), actions.file_sha256(outsider), 0)]
+    report = actions.apply_plan(plan, "delete")
+    assert [(o.status, o.reason) for o in report.outcomes] == [("skipped", "outside the roots")]
+    assert outsider.exists()
+
+
+def test_move_never_follows_a_link_out_of_the_destination(tree, tmp_path):
+    (tmp_path / "dups").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "dups" / "a").symlink_to(tmp_path / "elsewhere")
+    plan = make_plan(tree, GROUPS, tmp_path)
+    for dry_run in (True, False):
+        report = actions.apply_plan(plan, "move", to=str(tmp_path / "dups"), dry_run=dry_run)
+        assert {o.status for o in report.outcomes} == {"skipped"}
+        assert all("through a link" in o.reason for o in report.outcomes)
+    assert not list((tmp_path / "elsewhere").iterdir())
+    assert (tree / "a" / "copy.txt").exists()
+
+
+def test_the_trash_is_never_a_link(tree, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / ".plan.trash").symlink_to(tmp_path / "elsewhere")
+    plan = make_plan(tree, GROUPS, tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(UsageError, match="is a link or not a folder"):
+        actions.apply_plan(plan, "delete")
+    assert snapshot(tmp_path) == before
+    (tmp_path / ".plan.trash").unlink()
+    (tmp_path / ".plan.trash").mkdir()
+    (tmp_path / ".plan.trash" / "a").symlink_to(tmp_path / "elsewhere")  # a folder inside it
+    report = actions.apply_plan(plan, "delete")
+    assert {o.status for o in report.outcomes} == {"skipped"}
+    assert not list((tmp_path / "elsewhere").iterdir())
+
+
+def _journal_lines(journal: Path) -> list[dict]:
+    return [json.loads(line) for line in journal.read_text().splitlines()]
+
+
+def _write_lines(journal: Path, entries: list[dict]) -> None:
+    journal.write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def _forged_entry(tree, outsider, seq=99):
+    """The issue's attack: "restore" a file of the roots to a place outside them."""
+    victim = tree / "other.txt"
+    return {
+        "op": "do", "seq": seq, "action": "move", "path": str(outsider.parent / "planted.sh"),
+        "dest": str(victim), "dest_root": str(tree), "sha256": actions.file_sha256(victim),
+        "keeper": str(tree / "keep.txt"),
+    }  # fmt: skip
+
+
+def _crafted_whole(entries, tree, outsider):
+    return [{"op": "begin", "format": "bienc-dedup-journal", "action": "move"},
+            _forged_entry(tree, outsider)]  # fmt: skip
+
+
+def _appended(entries, tree, outsider):
+    return entries + [_forged_entry(tree, outsider) | {"run": entries[0]["run"]}]
+
+
+def _with_a_copied_mac(entries, tree, outsider):
+    do = next(e for e in entries if e["op"] == "do")
+    return entries + [_forged_entry(tree, outsider) | {"run": do["run"], "mac": do["mac"]}]
+
+
+def _path_changed(entries, tree, outsider):
+    do = next(e for e in entries if e["op"] == "do")
+    do["path"] = str(outsider.parent / "planted.sh")
+    return entries
+
+
+def _roots_widened(entries, tree, outsider):
+    entries[0]["resolved_roots"] = entries[0]["roots"] = ["/"]
+    return entries
+
+
+@pytest.mark.parametrize(
+    "craft", [_crafted_whole, _appended, _with_a_copied_mac, _path_changed, _roots_widened]
+)
+def test_a_crafted_journal_is_refused(tree, tmp_path, outsider, craft):
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "delete")
+    journal = Path(report.journal)
+    _write_lines(journal, craft(_journal_lines(journal), tree, outsider))
+    before = snapshot(tmp_path)
+    result = bienc("dedup", "--undo", journal)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "undo refused, nothing was restored" in result.stderr
+    assert snapshot(tmp_path) == before
+    assert not (outsider.parent / "planted.sh").exists()
+
+
+def test_undo_never_restores_outside_the_roots(tree, tmp_path):
+    """A folder of the roots became a link since the apply: nothing is put back through it."""
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "delete")
+    _swap_for_link(tree / "a", tmp_path / "elsewhere")
+    before = snapshot(tmp_path)
+    result = actions.undo(Path(report.journal))
+    assert {o.status for o in result.outcomes} == {"skipped"}
+    assert all("outside the roots" in o.reason for o in result.outcomes)
+    assert snapshot(tmp_path) == before
+
+
+def test_undo_takes_files_only_from_its_own_trash(tree, tmp_path):
+    """A trash folder replaced by a link to elsewhere: those files are not "restored"."""
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "delete")
+    _swap_for_link(tmp_path / ".plan.trash" / "a" / "deep", tmp_path / "elsewhere")
+    result = actions.undo(Path(report.journal))
+    assert [(Path(o.path).name, o.status) for o in result.outcomes] == [
+        ("reworded.txt", "skipped"),
+        ("copy.txt", "done"),
+    ]
+    assert "through a link" in result.outcomes[0].reason
+    assert (tmp_path / "elsewhere" / "reworded.txt").exists()
+    assert not (tree / "a" / "deep" / "reworded.txt").exists()
+
+
+def test_plan_never_overwrites_a_file_that_is_not_a_plan(dup_tree, fake_encoder, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    result = bienc("dedup", dup_tree, "--plan", notes)
+    assert result.exit_code == ExitStatus.USAGE and "is not a bienc plan" in result.stderr
+    assert notes.read_text() == "my notes\n"
+    plan, first = _cli_plan(dup_tree, tmp_path)
+    _, second = _cli_plan(dup_tree, tmp_path)  # a plan is replaced by a new one
+    assert first["plan_id"] != second["plan_id"]
