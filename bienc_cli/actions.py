@@ -202,6 +202,11 @@ def build_plan(
         created_at=_now(),
     )
     records = detection.records
+    plan.left_out += [
+        {"path": records[i].path, "reason": reason}
+        for i, reason in detection.stale
+        if not records[i].is_row
+    ]
     for number, group in enumerate(detection.groups, 1):
         keeper = records[group.keeper]
         if keeper.is_row:
@@ -654,6 +659,14 @@ def apply_plan(
         if writer is not None:
             writer.close()
     return report
+
+
+def report_left_out(report: ActionReport, plan: Plan) -> None:
+    """Add the files ``plan`` left out (changed since indexed...) as skipped, when the plan
+    was made in this run: they are files the action was asked for and did not reach."""
+    report.outcomes += [
+        Outcome(x["path"], report.action, "skipped", reason=x["reason"]) for x in plan.left_out
+    ]
 
 
 def _check_plan(plan: Plan) -> None:

@@ -296,6 +296,16 @@ def dedup(
     detection = run.detection
     assert detection is not None
     status = ExitStatus.OK if detection.groups else ExitStatus.NO_RESULTS
+    stale = dd.stale_records(detection)
+    for item in stale:
+        # Always said (like read errors): the report below is smaller than the index implies.
+        where = ui.display_path(item["path"]) + (f"#{item['row_id']}" if item["row_id"] else "")
+        sys.stderr.write(f"bienc: warning: left out: {where} {item['reason']}\n")
+    if stale and not request.sources and not request.stdin_paths:
+        sys.stderr.write(
+            "bienc: warning: the index is older than these files; re-index, then run dedup "
+            f"again: bienc index --index {request.index}\n"
+        )
     notes = []
     if output is not None:
         written = dd.write_table_output(run.corpus, detection, output)
@@ -308,9 +318,11 @@ def dedup(
         planned = actions.build_plan(
             run.corpus, detection, action=action, to=str(to) if to else None
         )
+        warned = {item["path"] for item in stale}
         notes += [
             f"left out of the plan: {ui.display_path(x['path'])}: {x['reason']}"
             for x in planned.left_out
+            if x["path"] not in warned
         ]
         if plan is not None:
             actions.write_plan(planned, plan)
@@ -326,6 +338,9 @@ def dedup(
             if planned.groups and not dry_run:  # nothing to do: leave no empty folder
                 actions.write_plan(planned, planned.path)
             report = _dedup_apply(planned, action, to, journal, yes=True, dry_run=dry_run)
+            # Files dropped before the plan are skipped files too: a delete that deletes
+            # nothing because the index is stale is not a success.
+            actions.report_left_out(report, planned)
     if not quiet:
         figures = dd.summary(detection)
         ui_dedup.write_dedup_summary(figures | {"notes": figures["notes"] + notes}, sys.stderr)
@@ -336,8 +351,10 @@ def dedup(
     elif pairs:
         ui_dedup.write_dedup_pairs(dd.pair_records(detection), fmt, sys.stdout)
     else:
-        ui_dedup.write_dedup_groups(dd.group_records(detection), fmt, sys.stdout, null=null)
-    if read_errors:
+        ui_dedup.write_dedup_groups(
+            dd.group_records(detection), fmt, sys.stdout, null=null, left_out=stale
+        )
+    if read_errors or stale:
         status = ExitStatus.PARTIAL
     raise typer.Exit(int(status))
 

@@ -34,6 +34,7 @@ Functions here take arrays and records, never a model: they run on synthetic vec
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,9 @@ class Detection:
     pairs: list[Pair]
     options: DedupOptions
     seconds: float = 0.0
+    # (record index, why) of documents whose file no longer holds what was compared: in no
+    # group and no pair (see ``drop_stale``)
+    stale: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -281,11 +285,17 @@ def keep_order(records: Sequence[DocRecord], keep: str) -> list[int]:
     )
 
 
-def form_groups(records: Sequence[DocRecord], pairs: Sequence[Pair], keep: str) -> list[Group]:
+def form_groups(
+    records: Sequence[DocRecord],
+    pairs: Sequence[Pair],
+    keep: str,
+    *,
+    excluded: Collection[int] = (),
+) -> list[Group]:
     """Groups around keepers (see the module docstring); each member is close to its keeper.
 
     Exact copies of a text share its near pairs: a pair found between two texts holds for
-    every copy of each.
+    every copy of each. ``excluded`` documents are neither keepers nor members.
     """
     classes = exact_classes([r.doc_hash or r.doc_id for r in records])
     copies: dict[int, list[int]] = defaultdict(list)  # class -> documents, in keep order
@@ -299,6 +309,8 @@ def form_groups(records: Sequence[DocRecord], pairs: Sequence[Pair], keep: str) 
             near[ca].append((pair.similarity, cb))
             near[cb].append((pair.similarity, ca))
     taken = [False] * len(records)
+    for index in excluded:
+        taken[index] = True
     groups = []
     for keeper in order:
         if taken[keeper]:
@@ -340,6 +352,103 @@ def detect(
         "%d documents, %d pairs, %d groups in %.2fs", len(records), len(pairs), len(groups), seconds
     )
     return Detection(list(records), groups, pairs, options, seconds)
+
+
+# -- what the disk still supports ------------------------------------------------------------
+
+
+def drop_stale(
+    detection: Detection, *, text_columns: Sequence[str] = (), id_column: str | None = None
+) -> Detection:
+    """The detection without the documents whose file no longer holds what was compared.
+
+    The vectors are the index's: a file changed or removed since it was indexed may not be
+    a duplicate of anything now, and reporting it as one would have ``-f ids | xargs rm``
+    lose unique text. Every document of a pair is checked: size and mtime as indexed, else
+    its text read again and hashed as indexing does (a file only touched is still in). The
+    others are left out, named in ``stale``, and the groups formed again without them (a
+    stale keeper's copies may still duplicate each other). ``text_columns`` and ``id_column``
+    read table rows as the index did.
+    """
+    records = detection.records
+    involved = sorted({i for p in detection.pairs for i in (p.a, p.b)})
+    cache: dict[str, dict[str | None, str]] = {}
+    table_options = (tuple(text_columns), id_column)
+    stale = {}
+    for index in involved:
+        problem = _disk_problem(records[index], cache, table_options)
+        if problem:
+            stale[index] = problem
+    if not stale:
+        return detection
+    pairs = _pairs_without(records, detection.pairs, stale)
+    groups = form_groups(records, pairs, detection.options.keep, excluded=stale)
+    log.debug("%d documents changed on disk since they were indexed", len(stale))
+    return dataclasses.replace(detection, groups=groups, pairs=pairs, stale=sorted(stale.items()))
+
+
+def _disk_problem(
+    record: DocRecord,
+    cache: dict[str, dict[str | None, str]],
+    table_options: tuple[tuple[str, ...], str | None],
+) -> str:
+    """Why ``record``'s file no longer holds its text ("" when it does)."""
+    try:
+        st = os.stat(record.path)
+    except FileNotFoundError:
+        return "is gone since it was indexed"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if (st.st_size, st.st_mtime_ns) == (record.size, record.mtime_ns):
+        return ""
+    if record.path not in cache:
+        cache[record.path] = _text_hashes(record.path, st, table_options)
+    if cache[record.path].get(record.row_id) != record.doc_hash:
+        return "changed since it was indexed"
+    return ""
+
+
+def _text_hashes(
+    path: str, st: os.stat_result, table_options: tuple[tuple[str, ...], str | None]
+) -> dict[str | None, str]:
+    """The text hash of each document in the file now (by row id; None for a file)."""
+    from bienc_cli.documents import Document, FileEntry
+    from bienc_cli.indexing import text_hash
+    from bienc_cli.readers import TableOptions, read_file
+
+    entry = FileEntry(path, st.st_size, st.st_mtime_ns, root=path)
+    text_columns, id_column = table_options
+    options = TableOptions(text_columns=text_columns, id_column=id_column)
+    return {
+        event.row_id: text_hash(event.text)
+        for event in read_file(entry, options)
+        if isinstance(event, Document)
+    }
+
+
+def _pairs_without(
+    records: Sequence[DocRecord], pairs: Sequence[Pair], stale: Collection[int]
+) -> list[Pair]:
+    """``pairs`` with stale documents replaced by the first fresh copy of their text (what
+    was compared still holds for it), or dropped when their text has none."""
+    classes = exact_classes([r.doc_hash or r.doc_id for r in records]).tolist()
+    fresh: dict[int, int] = {}
+    for index, cls in enumerate(classes):
+        if index not in stale:
+            fresh.setdefault(cls, index)
+    out: dict[tuple[int, int], Pair] = {}
+    for pair in pairs:
+        a = fresh.get(classes[pair.a]) if pair.a in stale else pair.a
+        b = (
+            pair.b
+            if pair.b not in stale
+            else (None if pair.match == "exact" else fresh.get(classes[pair.b]))
+        )
+        if a is None or b is None or a == b:
+            continue
+        a, b = min(a, b), max(a, b)
+        out.setdefault((a, b), dataclasses.replace(pair, a=a, b=b))
+    return list(out.values())
 
 
 # -- calibration -----------------------------------------------------------------------------
@@ -416,6 +525,7 @@ class Corpus:
     vectors: np.ndarray
     roots: list[str]  # the folders, files or patterns the documents were taken from
     id_column: str | None = None
+    text_columns: tuple[str, ...] = ()  # as the index read tables (empty: found per table)
     chunks: ChunkLookup | None = None
     index_report: RunReport | None = None  # when the sources were indexed for this run
     model: str = ""
@@ -529,6 +639,7 @@ def _corpus(generation: store.Generation, roots: Sequence[str], reference: Seque
         vectors=docs.vectors,
         roots=list(roots),
         id_column=options.get("id_column"),
+        text_columns=tuple(options.get("text_columns") or ()),
         chunks=chunks,
         model=generation.manifest["model"]["name"],
     )
@@ -620,6 +731,8 @@ def run_dedup(
             return DedupRun(corpus, calibration=calibration)
         detection = detect(corpus.vectors, corpus.records, options, chunks=corpus.chunks)
         corpus.chunks = None  # its files are gone once the temporary index is removed
+    # The vectors may be older than the files (a stale --index): report only what holds now.
+    detection = drop_stale(detection, text_columns=corpus.text_columns, id_column=corpus.id_column)
     return DedupRun(corpus, detection)
 
 
@@ -651,6 +764,20 @@ def group_records(detection: Detection) -> list[dict[str, Any]]:
             ],
         }
         for number, group in enumerate(detection.groups, 1)
+    ]
+
+
+def stale_records(detection: Detection) -> list[dict[str, Any]]:
+    """The documents left out because their file changed since it was indexed, and why."""
+    records = detection.records
+    return [
+        {
+            "doc_id": records[i].doc_id,
+            "path": records[i].path,
+            "row_id": records[i].row_id,
+            "reason": reason,
+        }
+        for i, reason in detection.stale
     ]
 
 

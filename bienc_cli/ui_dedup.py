@@ -30,16 +30,26 @@ def _dedup_where(doc: dict[str, Any]) -> str:
 
 
 def write_dedup_groups(
-    groups: Sequence[dict[str, Any]], fmt: str, out: TextIO, *, null: bool = False
+    groups: Sequence[dict[str, Any]],
+    fmt: str,
+    out: TextIO,
+    *,
+    null: bool = False,
+    left_out: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Duplicate groups (dedup.group_records) in one of DEDUP_FORMATS.
 
     ``ids`` lists what would be removed: the row id of table rows, the path of files.
+    ``left_out`` (dedup.stale_records): json and jsonl end with a record of group null, no
+    keeper and no members that lists them; the other formats leave them to stderr.
     """
     shown = [
         dict(g, keeper=_dedup_doc(g["keeper"]), members=[_dedup_doc(m) for m in g["members"]])
         for g in groups
     ]
+    if left_out and fmt in ("json", "jsonl"):
+        gone = [_dedup_doc(d) for d in left_out]
+        shown.append({"group": None, "keeper": None, "members": [], "left_out": gone})
     if fmt == "json":
         json.dump(shown, out, ensure_ascii=False, indent=2)
         out.write("\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -604,3 +605,116 @@ def test_real_model_finds_a_reworded_copy_and_not_a_neighbour(tmp_path):
         for p in run.detection.pairs
     }
     assert pairs == {frozenset({"starter.md", "starter-copy.txt"})}
+
+
+# -- a stale index: report only what the files on disk still support -------------------------
+
+
+@pytest.fixture
+def stale_index(tmp_path, fake_encoder):
+    """The issue's case: two identical files indexed, then one overwritten with unique text."""
+    root = tmp_path / "st"
+    root.mkdir()
+    text = "The same note about sourdough, flour and water, kept twice.\n"
+    (root / "one.txt").write_text(text)
+    (root / "two.txt").write_text(text)
+    index = tmp_path / "idx"
+    assert bienc("index", root, "--index", index, "-q").exit_code == 0
+    (root / "two.txt").write_text("Something only this file says, about rockets and orbits.\n")
+    return index, root
+
+
+@pytest.mark.parametrize("fmt", ["table", "tsv", "csv", "ids", "json", "jsonl"])
+def test_a_changed_file_is_never_reported_as_a_duplicate(stale_index, fmt):
+    index, root = stale_index
+    result = bienc("dedup", "--index", index, "-f", fmt)
+    assert result.exit_code == ExitStatus.PARTIAL, result.output
+    assert "warning: left out: " in result.stderr and "two.txt changed since it was indexed" in (
+        result.stderr
+    )
+    assert f"bienc index --index {index}" in result.stderr  # how to fix it
+    if fmt in ("json", "jsonl"):
+        records = json.loads(result.stdout) if fmt == "json" else [
+            json.loads(line) for line in result.stdout.splitlines()
+        ]  # fmt: skip
+        assert records == [
+            {
+                "group": None, "keeper": None, "members": [],
+                "left_out": [{"doc_id": str(root / "two.txt"), "path": str(root / "two.txt"),
+                              "row_id": None, "reason": "changed since it was indexed"}],
+            }
+        ]  # fmt: skip
+    else:
+        assert "two.txt" not in result.stdout and "one.txt" not in result.stdout
+
+
+def test_a_changed_file_is_not_in_pairs_either(stale_index):
+    index, _ = stale_index
+    result = bienc("dedup", "--index", index, "--pairs", "-f", "jsonl")
+    assert result.exit_code == ExitStatus.PARTIAL and result.stdout == ""
+    assert "two.txt changed since it was indexed" in result.stderr
+
+
+def test_delete_on_a_stale_index_deletes_nothing_and_says_so(stale_index, tmp_path, monkeypatch):
+    index, root = stale_index
+    monkeypatch.chdir(tmp_path)
+    result = bienc("dedup", "--index", index, "--action", "delete", "--yes", "-f", "json")
+    assert result.exit_code == ExitStatus.PARTIAL, result.output
+    report = json.loads(result.stdout)
+    assert report["counts"]["done"] == 0 and report["counts"]["skipped"] == 1
+    [skipped] = report["files"]
+    assert skipped["path"] == str(root / "two.txt")
+    assert skipped["reason"] == "changed since it was indexed"
+    assert sorted(p.name for p in root.iterdir()) == ["one.txt", "two.txt"]
+    plan = bienc("dedup", "--index", index, "--plan", tmp_path / "plan.json")
+    assert plan.exit_code == ExitStatus.PARTIAL
+    left_out = json.loads((tmp_path / "plan.json").read_text())["left_out"]
+    assert left_out == [{"path": str(root / "two.txt"), "reason": "changed since it was indexed"}]
+
+
+def test_a_removed_file_is_left_out_and_a_touched_one_is_not(stale_index):
+    index, root = stale_index
+    (root / "two.txt").write_bytes((root / "one.txt").read_bytes())
+    for n in (3, 4):  # indexed with the same text, then only touched
+        (root / f"copy{n}.txt").write_text("Copies that stay copies, apart from their mtime.\n")
+    assert bienc("index", root, "--index", index, "-q").exit_code == 0
+    os.utime(root / "copy4.txt", ns=(10**18, 10**18))  # touched: the same text
+    (root / "two.txt").unlink()
+    result = bienc("dedup", "--index", index, "-f", "tsv")
+    assert result.exit_code == ExitStatus.PARTIAL
+    assert "two.txt is gone since it was indexed" in result.stderr
+    assert [line.split("\t")[1] for line in result.stdout.splitlines()] == ["keep", "exact"]
+    assert "copy4.txt" in result.stdout
+
+
+def test_the_copies_of_a_changed_keeper_still_form_a_group(dup_folder, fake_encoder, tmp_path):
+    """The keeper (first by path) changed: its exact copy now keeps, and the near copy found
+    against the keeper's text still joins it."""
+    index = tmp_path / "idx"
+    assert bienc("index", dup_folder, "--index", index, "-q").exit_code == 0
+    (dup_folder / "archive" / "starter-copy.md").write_text("Now about something else.\n")
+    run = dedup.run_dedup(dedup.DedupRequest(index=index), DedupOptions(threshold=0.9))
+    records = run.detection.records
+    [group] = run.detection.groups
+    assert records[group.keeper].path.endswith("starter-reworded.txt")
+    assert [records[m.index].path.rsplit("/", 1)[1] for m in group.members] == ["starter.md"]
+    assert [records[i].path.rsplit("/", 1)[1] for i, _ in run.detection.stale] == [
+        "starter-copy.md"
+    ]
+    assert {(records[p.a].path, records[p.b].path) for p in run.detection.pairs} == {
+        (str(dup_folder / "starter-reworded.txt"), str(dup_folder / "starter.md"))
+    }
+
+
+def test_a_changed_table_row_is_left_out_and_the_others_stay(tmp_path, fake_encoder):
+    table = tmp_path / "faq.csv"
+    rows = ["q1,reset my password", "q2,reset my password", "q3,where is the invoice",
+            "q4,where is the invoice"]  # fmt: skip
+    table.write_text("id,text\n" + "\n".join(rows) + "\n")
+    index = tmp_path / "idx"
+    assert bienc("index", table, "--index", index, "--id-column", "id", "-q").exit_code == 0
+    table.write_text("id,text\n" + "\n".join(rows).replace("q2,reset", "q2,forgot") + "\n")
+    result = bienc("dedup", "--index", index, "-f", "ids")
+    assert result.exit_code == ExitStatus.PARTIAL, result.output
+    assert result.stdout == "q4\n"
+    assert "faq.csv#q2 changed since it was indexed" in result.stderr
