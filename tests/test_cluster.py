@@ -569,6 +569,70 @@ def test_organize_copy(sample_index, sample_copy, tmp_path):
     assert brulee.read_bytes() == (sample_copy / "cooking" / "creme-brulee.txt").read_bytes()
 
 
+@pytest.mark.parametrize("copy", [False, True])
+def test_organize_force_never_overwrites_or_removes_what_is_there(
+    sample_index, sample_copy, tmp_path, copy
+):
+    """--force adds to DIR: files bienc did not write there stay byte for byte; a document
+    whose name is taken by one gets the next free name; what bienc wrote is left as it is."""
+    originals = _digests(sample_copy)
+    target = tmp_path / "by-topic"
+    args = ["cluster", "-i", sample_index, "-n", "2", "--organize", target, "-q"]
+    args += ["--copy"] if copy else []
+    assert bienc(*args).exit_code == 0
+    brulee = next(target.rglob("creme-brulee.txt"))
+    row = next(target.rglob("faq-009.txt"))
+    for mine in (brulee, row):
+        mine.unlink()
+        mine.write_text("my own notes, not a document\n")
+    (brulee.parent / "todo.md").write_text("mine too\n")
+    before = _digests(target)
+    entries = len([p for p in target.rglob("*") if not p.is_dir()])
+    assert bienc(*args, "--force").exit_code == 0
+    after = _digests(target)
+    assert {p: d for p, d in after.items() if p in before} == before  # nothing overwritten
+    assert (brulee.parent / "creme-brulee-2.txt").read_bytes() == (
+        sample_copy / "cooking" / "creme-brulee.txt"
+    ).read_bytes()
+    assert (row.parent / "faq-009-2.txt").exists()
+    # everything else was already there: left as it was, not doubled
+    assert len([p for p in target.rglob("*") if not p.is_dir()]) == entries + 2
+    assert _digests(sample_copy) == originals  # originals only read
+
+
+def test_organize_never_writes_through_a_link(sample_index, sample_copy, tmp_path):
+    target = tmp_path / "by-topic"
+    args = ["cluster", "-i", sample_index, "-n", "2", "--organize", target, "-q"]
+    assert bienc(*args).exit_code == 0
+    folder = next(p for p in target.iterdir())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+    folder.symlink_to(elsewhere)  # a cluster folder that leads out of DIR
+    originals = _digests(sample_copy)
+    result = bienc(*args, "--force")
+    assert result.exit_code == ExitStatus.USAGE and "is a link or a file" in result.stderr
+    assert not list(elsewhere.iterdir())
+    assert _digests(sample_copy) == originals
+
+
+def test_organize_into_the_corpus_itself_leaves_the_documents_alone(
+    sample_index, sample_copy, tmp_path
+):
+    """DIR inside the corpus, --copy, then again with --force: the copies are found to be
+    the documents' bytes and left as they are; no original changes."""
+    before = _digests(sample_copy)
+    target = sample_copy / "by-topic"
+    args = ["cluster", "-i", sample_index, "-n", "2", "--organize", target, "--copy", "-q"]
+    assert bienc(*args).exit_code == 0
+    copies = _digests(target)
+    assert bienc(*args, "--force").exit_code == 0
+    assert _digests(target) == copies
+    assert {p: d for p, d in _digests(sample_copy).items() if p in before} == before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
