@@ -99,7 +99,12 @@ def cluster(
         bool,
         typer.Option("--attach-outliers", help="hdbscan: put each outlier in the nearest cluster."),
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same clusters.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(  # scikit-learn's seeds are 32-bit
+            "--seed", min=0, max=2**32 - 1, help="Random seed: same seed, same clusters."
+        ),
+    ] = 0,
     keywords: Annotated[int, typer.Option("--keywords", min=1, help="Keywords per cluster.")] = 5,
     representatives: Annotated[
         int,
@@ -181,6 +186,8 @@ def cluster(
     from bienc_cli.indexing import IndexRequest
 
     sources = list(sources or [])
+    if null and "-" not in sources:
+        raise UsageError("-0 reads NUL-separated paths from stdin: give - as a SOURCE")
     if sources and index_dir is not None:
         raise UsageError(
             "give SOURCES or --index, not both; to keep the vectors, run "
@@ -190,7 +197,13 @@ def cluster(
         raise UsageError(
             "--model, --text-column, --id-column, --include and --exclude need SOURCES"
         )
-    fmt = fmt or (ui_cluster.CLUSTER_SUFFIXES.get(output.suffix.lower()) if output else None)
+    if output is not None and fmt is None:
+        fmt = ui_cluster.CLUSTER_SUFFIXES.get(output.suffix.lower())
+        if fmt is None:
+            raise UsageError(
+                f"--output {output}: name a file ending in "
+                f"{', '.join(ui_cluster.CLUSTER_SUFFIXES)}, or give --format"
+            )
     fmt = fmt or ("table" if sys.stdout.isatty() and output is None else "tsv")
     if fmt not in ui_cluster.CLUSTER_FORMATS:
         raise UsageError(

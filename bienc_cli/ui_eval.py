@@ -186,9 +186,9 @@ def write_eval_notes(report: EvalReport, err: TextIO) -> None:
             )
 
 
-def per_query_format(path: str) -> str:
-    """The per-query file's format, from its extension (JSON Lines unless .csv/.tsv/.json)."""
-    return PER_QUERY_FORMATS.get(os.path.splitext(path)[1].lower(), "jsonl")
+def per_query_format(path: str) -> str | None:
+    """The per-query file's format, from its extension; None for an extension it has not."""
+    return PER_QUERY_FORMATS.get(os.path.splitext(path)[1].lower())
 
 
 def write_per_query(report: EvalReport, fmt: str, out: TextIO) -> None:

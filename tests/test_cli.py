@@ -280,3 +280,117 @@ def test_entry_point_without_a_known_command_uses_the_whole_app(monkeypatch, cap
     with pytest.raises(SystemExit) as exit:
         cli.main()
     assert exit.value.code == ExitStatus.USAGE and "query" in capsys.readouterr().err
+
+
+# Every option a user can get wrong, through the whole CLI: one line, exit 2, nothing created.
+# NEW is an index folder that does not exist yet; IDX an index; OUT a file that must not appear.
+BAD_OPTIONS = [
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "200"],  # the model's chunks hold 254 tokens
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "99999999999999999999"],
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "-1"],
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "nan"],
+    ["index", "CORPUS", "-i", "NEW", "--ef", "0"],
+    ["index", "CORPUS", "-i", "NEW", "--ef", "99999999999999999999"],  # hnswlib: TypeError
+    ["index", "CORPUS", "-i", "NEW", "--batch-size", "0"],
+    ["index", "CORPUS", "-i", "NEW", "--wait", "-1"],
+    ["index", "CORPUS", "-i", "NEW", "--wait", "nan"],
+    ["index", "CORPUS", "-i", "NEW", "--max-file-size", "garbage"],
+    ["index", "CORPUS", "-i", "NEW", "--max-file-size", "0"],  # 0 is not "no limit"
+    ["index", "CORPUS", "-i", "NEW", "--max-file-size", "0.1"],
+    ["index", "CORPUS", "-i", "NEW", "--backend", "nonsense"],
+    ["index", "CORPUS", "-i", "NEW", "--no-such-option"],
+    ["index", "CORPUS", "-i", "NEW", "-0"],  # -0 reads stdin: it needs SOURCE -
+    ["query", "cats", "-i", "IDX", "-k", "0"],
+    ["query", "cats", "-i", "IDX", "-k", "-1"],
+    ["query", "cats", "-i", "IDX", "--ef", "0"],
+    ["query", "cats", "-i", "IDX", "--ef", "99999999999999999999"],
+    ["query", "cats", "-i", "IDX", "--min-score", "nan"],
+    ["query", "cats", "-i", "IDX", "--min-score", "2"],
+    ["query", "cats", "-i", "IDX", "--min-score", "-inf"],
+    ["query", "cats", "-i", "IDX", "--backend", "nonsense"],
+    ["query", "cats", "-i", "IDX", "--where", "=x"],
+    ["query", "cats", "-i", "IDX", "-f", "nonsense"],
+    ["query", "cats", "-i", "IDX", "-0", "-f", "json"],
+    ["dedup", "-i", "IDX", "--threshold", "2"],
+    ["dedup", "-i", "IDX", "--threshold", "nan"],
+    ["dedup", "-i", "IDX", "--neighbours", "0"],
+    ["dedup", "-i", "IDX", "--keep", "nonsense"],
+    ["dedup", "-i", "IDX", "--action", "nonsense"],
+    ["dedup", "-i", "IDX", "-f", "nonsense"],
+    ["dedup", "-i", "IDX", "--output", "OUT.xyz"],
+    ["dedup", "-i", "IDX", "-0"],
+    ["dedup", "CORPUS", "--max-file-size", "garbage"],
+    ["cluster", "-i", "IDX", "-n", "0"],
+    ["cluster", "-i", "IDX", "-n", "99999999999999999999"],
+    ["cluster", "-i", "IDX", "--max-clusters", "1"],
+    ["cluster", "-i", "IDX", "--seed", "-1"],  # scikit-learn: InvalidParameterError
+    ["cluster", "-i", "IDX", "--seed", "4294967296"],
+    ["cluster", "-i", "IDX", "--keywords", "0"],
+    ["cluster", "-i", "IDX", "--representatives", "-1"],
+    ["cluster", "-i", "IDX", "-M", "nonsense"],
+    ["cluster", "-i", "IDX", "-M", "agglomerative", "--threshold", "nan"],
+    ["cluster", "-i", "IDX", "-M", "agglomerative", "--linkage", "nonsense"],
+    ["cluster", "-i", "IDX", "-M", "hdbscan", "--min-samples", "0"],
+    ["cluster", "-i", "IDX", "-f", "nonsense"],
+    ["cluster", "-i", "IDX", "-o", "OUT.xyz"],
+    ["cluster", "-i", "IDX", "--plot", "OUT.xyz"],
+    ["cluster", "-i", "IDX", "-0"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "-k", "0"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "-k", "a"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--ef", "0"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--ef", "99999999999999999999"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--target-recall", "nan"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "-f", "nonsense"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--per-query", "OUT.xyz"],
+    ["verify", "-i", "IDX", "--repair", "--wait", "nan"],
+    ["frobnicate"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_OPTIONS, ids=" ".join)
+def test_a_bad_option_is_one_line_and_exit_2_and_creates_nothing(indexed, corpus, tmp_path, args):
+    qrels = tmp_path / "qrels.csv"
+    qrels.write_text("query,relevant\ncats,cats.md\n")
+    names = {"CORPUS": corpus, "NEW": tmp_path / "new", "IDX": indexed, "QRELS": qrels}
+    args = [str(names.get(a, a)).replace("OUT", str(tmp_path / "out")) for a in args]
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, args, catch_exceptions=True)  # an exception must not escape
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.startswith("bienc: error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output and result.stdout == ""
+    named = args[-2] if len(args) > 1 and args[-2].startswith("-") else args[-1]
+    assert named.lower() in result.stderr.lower()  # it names what was wrong
+    assert sorted(tmp_path.rglob("*")) == before  # no index folder, no lock, no output file
+
+
+def test_the_overlap_error_says_the_range_of_this_model(tmp_path, corpus, fake_encoder):
+    result = bienc("index", corpus, "--index", tmp_path / "idx", "--overlap", "200")
+    assert "--overlap 200: give 0 to 127 tokens" in result.stderr
+    assert bienc("index", corpus, "--index", tmp_path / "idx", "--overlap", "127").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cluster", "CORPUS", "-M", "nonsense"],
+        ["cluster", "CORPUS", "-M", "hdbscan", "-n", "3"],
+        ["cluster", "CORPUS", "--seed", "-1"],
+        ["dedup", "CORPUS", "--output", "OUT.xyz"],
+        ["dedup", "CORPUS", "--threshold", "2"],
+    ],
+    ids=" ".join,
+)
+def test_options_are_checked_before_anything_is_read_or_encoded(
+    tmp_path, corpus, fake_encoder, args
+):
+    args = [str(corpus) if a == "CORPUS" else a.replace("OUT", str(tmp_path / "out")) for a in args]
+    result = bienc(*args)
+    assert result.exit_code == ExitStatus.USAGE and fake_encoder.calls == 0
+
+
+def test_hdbscan_asked_for_more_neighbours_than_documents_finds_only_outliers(indexed):
+    args = ["-M", "hdbscan", "--min-cluster-size", "2", "--min-samples", "50", "-f", "json"]
+    result = bienc("cluster", "-i", indexed, *args)
+    assert result.exit_code == 0, result.output  # scikit-learn raised ValueError here
+    assert {d["cluster"] for d in json.loads(result.stdout)["documents"]} == {-1}
