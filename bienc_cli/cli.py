@@ -148,7 +148,9 @@ def _handle_errors(command: F) -> F:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"bienc: error: {message}\n")
+    from bienc_cli.ui import escape_text
+
+    sys.stderr.write(f"bienc: error: {escape_text(message)}\n")  # one line, whatever it names
 
 
 def _version(value: bool) -> None:
@@ -501,6 +503,7 @@ def verify(
     repair could not make it hold).
     """
     from bienc_cli import store
+    from bienc_cli.ui import escape_text
     from bienc_cli.verify import repair_index, verify_index
 
     root = store.index_path(str(index_dir) if index_dir else None)
@@ -510,9 +513,10 @@ def verify(
     else:
         for check in result.checks:
             mark = "ok  " if check.ok else "FAIL"
-            sys.stdout.write(f"{mark} {check.name}{': ' + check.detail if check.detail else ''}\n")
+            detail = ": " + escape_text(check.detail) if check.detail else ""
+            sys.stdout.write(f"{mark} {check.name}{detail}\n")
         if result.repaired:
-            sys.stdout.write(f"repair: {result.repaired}\n")
+            sys.stdout.write(f"repair: {escape_text(result.repaired)}\n")
     raise typer.Exit(int(ExitStatus.OK if result.ok else ExitStatus.NO_INDEX))
 
 

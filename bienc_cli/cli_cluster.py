@@ -25,7 +25,7 @@ from bienc_cli.cli import (
     source_options,
     split_stdin,
 )
-from bienc_cli.errors import ExitStatus, UsageError
+from bienc_cli.errors import ExitStatus, StorageError, UsageError
 
 
 @app.command()
@@ -251,13 +251,13 @@ def cluster(
         try:
             ui_cluster.write_cluster_parquet(report, str(output))
         except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from exc
     else:
         try:
             with open(output, "w", encoding="utf-8", newline="") as fh:
                 ui_cluster.write_clusters(report, fmt, fh)
         except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from exc
     plotting.write_map(report, plot or [], seed=seed)
     if organize_dir is not None:
         done = organize(report, organize_dir, copy=copy, force=force)
@@ -265,7 +265,7 @@ def cluster(
             how = "copies" if copy else "symlinks"
             sys.stderr.write(
                 f"bienc: organized {len(report.documents)} documents into "
-                f"{len(done.folders)} folders under {organize_dir} ({how})\n"
+                f"{len(done.folders)} folders under {ui.escape_text(str(organize_dir))} ({how})\n"
             )
     if not quiet:
         ui_cluster.write_cluster_report(report, sys.stderr)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from bienc_cli.cli import MAX_EF, _handle_errors, app
-from bienc_cli.errors import UsageError
+from bienc_cli.errors import StorageError, UsageError
 
 
 @app.command("eval")
@@ -156,7 +156,7 @@ def eval_command(
     if per_query is not None:
         try:
             with open(per_query, "w", encoding="utf-8", newline="") as fh:
-                ui_eval.write_per_query(report, ui_eval.per_query_format(str(per_query)), fh)
+                ui_eval.write_per_query(report, per_query_fmt, fh)
         except OSError as exc:
-            raise UsageError(f"cannot write {per_query}: {exc.strerror}") from exc
+            raise StorageError(f"cannot write {per_query}: {exc.strerror or exc}") from exc
     ui_eval.write_eval(report, fmt, sys.stdout)

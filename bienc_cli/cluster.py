@@ -140,7 +140,8 @@ def cluster_vectors(
     member = labels != OUTLIER
     if member.any():
         own = centroids[labels[member]]
-        distances[member] = 1.0 - np.einsum("ij,ij->i", vectors[member], own)
+        # clipped: float32 rounding makes 1 - cos of a centroid's only member about -1e-8
+        distances[member] = np.clip(1.0 - np.einsum("ij,ij->i", vectors[member], own), 0.0, 2.0)
     names = class_keywords(texts, labels, top=options.keywords)
     clusters = []
     for cluster_id in sorted(set(labels.tolist()), key=lambda c: (c == OUTLIER, c)):
