@@ -33,6 +33,12 @@ class Chunk:
     n_tokens: int  # tokens without the special tokens the encoder adds
 
 
+def chunk_tokens(tokenizer: tokenizers.Tokenizer, max_seq_length: int) -> int:
+    """How many tokens of text a chunk holds: the model's input less its special tokens.
+    The overlap can be at most half of it."""
+    return max_seq_length - tokenizer.post_processor.num_special_tokens_to_add(False)
+
+
 class Chunker:
     """Splits text into chunks of at most ``max_tokens`` tokens, overlapping by ``overlap``."""
 
@@ -48,8 +54,7 @@ class Chunker:
     @classmethod
     def for_model(cls, tokenizer: tokenizers.Tokenizer, max_seq_length: int, overlap: int):
         """A chunker whose chunks fit ``max_seq_length`` once the special tokens are added."""
-        special = tokenizer.post_processor.num_special_tokens_to_add(False)
-        return cls(tokenizer, max_seq_length - special, overlap)
+        return cls(tokenizer, chunk_tokens(tokenizer, max_seq_length), overlap)
 
     def chunk(self, text: str) -> list[Chunk]:
         line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]

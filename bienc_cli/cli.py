@@ -6,23 +6,67 @@ Module-level imports stay light: `bienc --help` must not pay for numpy, pyarrow 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import logging
+import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from bienc_cli import __version__
 from bienc_cli.errors import BiencError, ExitStatus, UsageError
 
+# The click that typer raises from: typer 0.27 bundles its own (typer._click), older ones use
+# the click package.
+_click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+class _OneLineUsageError(_click_errors.UsageError):  # type: ignore[name-defined,misc]
+    """click's usage error, shown as bienc shows every error: one line on stderr."""
+
+    def show(self, file: Any = None) -> None:
+        message = self.format_message().rstrip(".")
+        hint = f" (see {self.ctx.command_path} --help)" if self.ctx is not None else ""
+        _error(message[:1].lower() + message[1:] + hint)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except (_OneLineUsageError, _NoArgsIsHelp):
+        raise  # the help text itself (`bienc` alone) stays as it is
+    except _click_errors.UsageError as exc:
+        raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
+
+
+_NoArgsIsHelp = getattr(_click_errors, "NoArgsIsHelpError", _OneLineUsageError)
+
+
+class _Group(TyperGroup):
+    """The bienc group: a bad option or argument (out of range, unknown, missing) is one
+    line on stderr, `bienc: error: ...`, like the library's errors, not click's usage block."""
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        with _one_line_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_usage_errors():  # the command's own options are parsed in here
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="bienc",
     help="Search, deduplicate and cluster local documents by meaning, with a bi-encoder.",
     no_args_is_help=True,
@@ -33,6 +77,18 @@ app = typer.Typer(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The largest --ef: hnswlib takes a C integer (a larger Python int is a TypeError), and an ef
+# beyond the number of chunks searches no wider.
+MAX_EF = 2**31 - 1
+
+
+def not_nan(value: float | None) -> float | None:
+    """A float option's callback: click's ranges let NaN through (every comparison is false)."""
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter("not a number")
+    return value
+
 
 IndexOption = Annotated[
     Path | None,
@@ -45,7 +101,9 @@ IndexOption = Annotated[
 ]
 NullOption = Annotated[
     bool,
-    typer.Option("--null", "-0", help="NUL-separated paths (stdin for index, output for query)."),
+    typer.Option(
+        "--null", "-0", help="NUL-separated paths (stdin for index, output for query: -f paths)."
+    ),
 ]
 # Source options shared by index, dedup and cluster (the same reading rules everywhere).
 TextColumnOption = Annotated[
@@ -90,7 +148,9 @@ def _handle_errors(command: F) -> F:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"bienc: error: {message}\n")
+    from bienc_cli.ui import escape_text
+
+    sys.stderr.write(f"bienc: error: {escape_text(message)}\n")  # one line, whatever it names
 
 
 def _version(value: bool) -> None:
@@ -117,9 +177,12 @@ def parse_size(text: str) -> int:
     """'20M' -> 20971520. Accepts plain bytes and K/M/G suffixes (powers of 1024)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)[iI]?[bB]?\s*", text)
     if not match:
-        raise UsageError(f"cannot read size {text!r}; use e.g. 500K, 20M or 1G")
+        raise UsageError(f"--max-file-size {text!r}: not a size; use e.g. 500K, 20M or 1G")
     number, unit = float(match.group(1)), match.group(2).upper()
-    return int(number * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
+    size = int(number * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[unit])
+    if size < 1:  # not "no limit", as 0 is to some tools: it would skip every file
+        raise UsageError(f"--max-file-size {text!r}: give at least 1 byte, e.g. 500K, 20M or 1G")
+    return size
 
 
 def split_stdin(sources: list[str] | None, *, null: bool) -> tuple[list[str], list[str]]:
@@ -222,6 +285,7 @@ def index(
         typer.Option(
             "--ef",
             min=1,
+            max=MAX_EF,
             help="Default search breadth stored with the index. [default: the index's, else 128]",
         ),
     ] = None,
@@ -236,6 +300,7 @@ def index(
         typer.Option(
             "--wait",
             min=0,
+            callback=not_nan,
             help="Wait at most this many seconds for another writer. [default: forever]",
         ),
     ] = None,
@@ -253,6 +318,8 @@ def index(
     from bienc_cli import store, ui
     from bienc_cli.indexing import IndexRequest, IndexSettings, run_index
 
+    if null and "-" not in (sources or []):
+        raise UsageError("-0 reads NUL-separated paths from stdin: give - as a SOURCE")
     sources, stdin_paths = split_stdin(sources, null=null)
     options = source_options(
         include=include,
@@ -334,7 +401,9 @@ def query(
     ] = None,
     ef: Annotated[
         int | None,
-        typer.Option("--ef", min=1, help="Search breadth: higher is slower, with better recall."),
+        typer.Option(
+            "--ef", min=1, max=MAX_EF, help="Search breadth: higher is slower, with better recall."
+        ),
     ] = None,
     backend: Annotated[
         str | None,
@@ -359,7 +428,9 @@ def query(
     queries = [line.strip() for line in sys.stdin if line.strip()] if text == "-" else [text]
     if not queries or not all(q.strip() for q in queries):
         raise UsageError("the query is empty")
-    fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
+    if null and fmt not in (None, "paths"):
+        raise UsageError(f"-0 separates the paths of -f paths; it does not go with -f {fmt}")
+    fmt = fmt or ("paths" if null else "table" if sys.stdout.isatty() else "tsv")
     if fmt not in ui.HIT_FORMATS:
         raise UsageError(f"unknown --format {fmt!r}; choose one of {', '.join(ui.HIT_FORMATS)}")
     options = QueryOptions(
@@ -419,7 +490,10 @@ def verify(
     wait: Annotated[
         float | None,
         typer.Option(
-            "--wait", min=0, help="With --repair: wait at most this long for another writer."
+            "--wait",
+            min=0,
+            callback=not_nan,
+            help="With --repair: wait at most this long for another writer.",
         ),
     ] = None,
 ) -> None:
@@ -429,6 +503,7 @@ def verify(
     repair could not make it hold).
     """
     from bienc_cli import store
+    from bienc_cli.ui import escape_text
     from bienc_cli.verify import repair_index, verify_index
 
     root = store.index_path(str(index_dir) if index_dir else None)
@@ -438,9 +513,10 @@ def verify(
     else:
         for check in result.checks:
             mark = "ok  " if check.ok else "FAIL"
-            sys.stdout.write(f"{mark} {check.name}{': ' + check.detail if check.detail else ''}\n")
+            detail = ": " + escape_text(check.detail) if check.detail else ""
+            sys.stdout.write(f"{mark} {check.name}{detail}\n")
         if result.repaired:
-            sys.stdout.write(f"repair: {result.repaired}\n")
+            sys.stdout.write(f"repair: {escape_text(result.repaired)}\n")
     raise typer.Exit(int(ExitStatus.OK if result.ok else ExitStatus.NO_INDEX))
 
 

@@ -25,7 +25,7 @@ from bienc_cli.cli import (
     source_options,
     split_stdin,
 )
-from bienc_cli.errors import ExitStatus, UsageError
+from bienc_cli.errors import ExitStatus, StorageError, UsageError
 
 
 @app.command()
@@ -99,7 +99,12 @@ def cluster(
         bool,
         typer.Option("--attach-outliers", help="hdbscan: put each outlier in the nearest cluster."),
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same clusters.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(  # scikit-learn's seeds are 32-bit
+            "--seed", min=0, max=2**32 - 1, help="Random seed: same seed, same clusters."
+        ),
+    ] = 0,
     keywords: Annotated[int, typer.Option("--keywords", min=1, help="Keywords per cluster.")] = 5,
     representatives: Annotated[
         int,
@@ -181,6 +186,8 @@ def cluster(
     from bienc_cli.indexing import IndexRequest
 
     sources = list(sources or [])
+    if null and "-" not in sources:
+        raise UsageError("-0 reads NUL-separated paths from stdin: give - as a SOURCE")
     if sources and index_dir is not None:
         raise UsageError(
             "give SOURCES or --index, not both; to keep the vectors, run "
@@ -190,7 +197,13 @@ def cluster(
         raise UsageError(
             "--model, --text-column, --id-column, --include and --exclude need SOURCES"
         )
-    fmt = fmt or (ui_cluster.CLUSTER_SUFFIXES.get(output.suffix.lower()) if output else None)
+    if output is not None and fmt is None:
+        fmt = ui_cluster.CLUSTER_SUFFIXES.get(output.suffix.lower())
+        if fmt is None:
+            raise UsageError(
+                f"--output {output}: name a file ending in "
+                f"{', '.join(ui_cluster.CLUSTER_SUFFIXES)}, or give --format"
+            )
     fmt = fmt or ("table" if sys.stdout.isatty() and output is None else "tsv")
     if fmt not in ui_cluster.CLUSTER_FORMATS:
         raise UsageError(
@@ -238,13 +251,13 @@ def cluster(
         try:
             ui_cluster.write_cluster_parquet(report, str(output))
         except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from exc
     else:
         try:
             with open(output, "w", encoding="utf-8", newline="") as fh:
                 ui_cluster.write_clusters(report, fmt, fh)
         except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from exc
     plotting.write_map(report, plot or [], seed=seed)
     if organize_dir is not None:
         done = organize(report, organize_dir, copy=copy, force=force)
@@ -252,7 +265,7 @@ def cluster(
             how = "copies" if copy else "symlinks"
             sys.stderr.write(
                 f"bienc: organized {len(report.documents)} documents into "
-                f"{len(done.folders)} folders under {organize_dir} ({how})\n"
+                f"{len(done.folders)} folders under {ui.escape_text(str(organize_dir))} ({how})\n"
             )
     if not quiet:
         ui_cluster.write_cluster_report(report, sys.stderr)

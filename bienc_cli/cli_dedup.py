@@ -231,6 +231,10 @@ def dedup(
     from bienc_cli import actions, store, ui, ui_dedup
     from bienc_cli import dedup as dd
 
+    if null and "-" not in (sources or []) and fmt != "ids":
+        raise UsageError(
+            "-0 separates paths read from stdin (give - as a SOURCE) or printed by -f ids"
+        )
     fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
     if fmt not in ui_dedup.DEDUP_FORMATS:
         raise UsageError(
@@ -262,6 +266,8 @@ def dedup(
             "give SOURCE paths or --index, not both (to reuse vectors: "
             "`bienc index SOURCE --index DIR`, then `bienc dedup --index DIR`)"
         )
+    if output is not None:
+        dd.check_output_path(output)
     sources, stdin_paths = split_stdin(sources, null=null)
     index_options = source_options(
         text_column=text_column,

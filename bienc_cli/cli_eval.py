@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli import _handle_errors, app
-from bienc_cli.errors import UsageError
+from bienc_cli.cli import MAX_EF, _handle_errors, app
+from bienc_cli.errors import StorageError, UsageError
 
 
 @app.command("eval")
@@ -71,7 +71,9 @@ def eval_command(
     ] = 0.99,
     ef: Annotated[
         int | None,
-        typer.Option("--ef", min=1, help="Search breadth. [default: the index's stored ef]"),
+        typer.Option(
+            "--ef", min=1, max=MAX_EF, help="Search breadth. [default: the index's stored ef]"
+        ),
     ] = None,
     per_query: Annotated[
         Path | None,
@@ -129,6 +131,11 @@ def eval_command(
         raise UsageError(
             f"-k expects comma-separated numbers, e.g. 1,10,100; got {cutoffs!r}"
         ) from None
+    per_query_fmt = ui_eval.per_query_format(str(per_query)) if per_query else None
+    if per_query is not None and per_query_fmt is None:
+        raise UsageError(
+            f"--per-query {per_query}: use a file ending in {', '.join(ui_eval.PER_QUERY_FORMATS)}"
+        )
     eval_set = load_eval_set(
         queries,
         qrels,
@@ -149,7 +156,7 @@ def eval_command(
     if per_query is not None:
         try:
             with open(per_query, "w", encoding="utf-8", newline="") as fh:
-                ui_eval.write_per_query(report, ui_eval.per_query_format(str(per_query)), fh)
+                ui_eval.write_per_query(report, per_query_fmt, fh)
         except OSError as exc:
-            raise UsageError(f"cannot write {per_query}: {exc.strerror}") from exc
+            raise StorageError(f"cannot write {per_query}: {exc.strerror or exc}") from exc
     ui_eval.write_eval(report, fmt, sys.stdout)

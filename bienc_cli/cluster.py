@@ -141,7 +141,8 @@ def cluster_vectors(
     member = labels != OUTLIER
     if member.any():
         own = centroids[labels[member]]
-        distances[member] = 1.0 - np.einsum("ij,ij->i", vectors[member], own)
+        # clipped: float32 rounding makes 1 - cos of a centroid's only member about -1e-8
+        distances[member] = np.clip(1.0 - np.einsum("ij,ij->i", vectors[member], own), 0.0, 2.0)
     names = class_keywords(texts, labels, top=options.keywords)
     clusters = []
     for cluster_id in sorted(set(labels.tolist()), key=lambda c: (c == OUTLIER, c)):
@@ -219,18 +220,30 @@ def single_thread() -> Iterator[None]:
 
 
 def _check(options: ClusterOptions, n: int, n_texts: int) -> None:
+    if n_texts != n:
+        raise ValueError(f"{n} vectors but {n_texts} texts")
+    check_options(options)
+    if n and options.n_clusters is not None and options.n_clusters > n:
+        raise UsageError(f"-n {options.n_clusters} asks for more clusters than documents ({n})")
+    if options.method == "agglomerative" and n > AGGLOMERATIVE_MAX:
+        raise UsageError(
+            f"agglomerative clustering of {n} documents needs memory for {n}^2/2 distances; "
+            f"it is limited to {AGGLOMERATIVE_MAX}: use --method kmeans"
+        )
+
+
+def check_options(options: ClusterOptions) -> None:
+    """Refuse options that cannot work whatever the documents: before any is read or encoded."""
     method = options.method
     if method not in METHODS:
         raise UsageError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
-    if n_texts != n:
-        raise ValueError(f"{n} vectors but {n_texts} texts")
     if options.n_clusters is not None:
         if method == "hdbscan":
             raise UsageError("hdbscan finds the number of clusters itself; drop -n")
         if options.n_clusters < 1:
             raise UsageError("-n must be at least 1")
-        if n and options.n_clusters > n:
-            raise UsageError(f"-n {options.n_clusters} asks for more clusters than documents ({n})")
+    if not 0 <= options.seed < 2**32:
+        raise UsageError(f"--seed {options.seed}: use a number from 0 to {2**32 - 1}")
     only = {
         "--threshold": (options.threshold is not None, "agglomerative"),
         "--linkage": (options.linkage != "average", "agglomerative"),
@@ -266,11 +279,6 @@ def _check(options: ClusterOptions, n: int, n_texts: int) -> None:
     ):
         if value is not None and value < (2 if flag == "--min-cluster-size" else 1):
             raise UsageError(f"{flag} must be at least {2 if flag == '--min-cluster-size' else 1}")
-    if method == "agglomerative" and n > AGGLOMERATIVE_MAX:
-        raise UsageError(
-            f"agglomerative clustering of {n} documents needs memory for {n}^2/2 distances; "
-            f"it is limited to {AGGLOMERATIVE_MAX}: use --method kmeans"
-        )
 
 
 def auto_k_range(n: int, max_k: int | None = None) -> range:
@@ -360,7 +368,9 @@ def hdbscan_labels(
     from sklearn.cluster import HDBSCAN
 
     n = len(vectors)
-    if n < max(2, min_cluster_size):
+    # Fewer documents than a cluster needs, or than the neighbours a dense region needs
+    # (scikit-learn raises on that one): none is in a cluster.
+    if n < max(2, min_cluster_size, min_samples or 0):
         return np.full(n, OUTLIER, dtype=np.int64), np.zeros(n)
     points = vectors
     if _projects(vectors):
@@ -554,6 +564,7 @@ def cluster_sources(
 
     from bienc_cli.indexing import run_index
 
+    check_options(options)  # before encoding anything
     with tempfile.TemporaryDirectory(prefix="bienc-cluster-") as folder:
         request = dataclasses.replace(request, root=Path(folder) / "index", rebuild=False)
         run = run_index(request, encoder_factory=encoder_factory, progress=progress)

@@ -872,6 +872,12 @@ def removed_path_for(path: Path) -> Path:
     return path.with_name(f"{path.stem}.removed{path.suffix}")
 
 
+def check_output_path(path: Path) -> None:
+    """Refuse an --output file name of no known table format, before any work is done."""
+    if Path(path).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise UsageError(f"--output {path}: use a .parquet, .jsonl or .csv file name")
+
+
 def write_table_output(corpus: Corpus, detection: Detection, path: Path) -> TableOutput:
     """Write the source table(s) without their duplicate rows, and the removed rows aside.
 
@@ -880,8 +886,7 @@ def write_table_output(corpus: Corpus, detection: Detection, path: Path) -> Tabl
     and ``dedup_match``. With several tables, a ``source`` column says where a row came from.
     """
     path = Path(path)
-    if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise UsageError(f"--output {path}: use a .parquet, .jsonl or .csv file name")
+    check_output_path(path)
     records = detection.records
     tables = list(dict.fromkeys(r.path for r in sorted(records, key=lambda r: r.order) if r.is_row))
     written = {os.path.realpath(path), os.path.realpath(removed_path_for(path))}

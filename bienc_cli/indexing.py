@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bienc_cli import __version__, store
-from bienc_cli.chunking import Chunk, Chunker
+from bienc_cli.chunking import Chunk, Chunker, chunk_tokens
 from bienc_cli.documents import Document, Note, Skipped
 from bienc_cli.encoder import (
     BACKENDS,
@@ -194,6 +194,7 @@ def run_index(
     started = time.monotonic()
     root = request.root
     report = RunReport(index=str(root))
+    check_request(request)
     with store.write_lock(root, wait=request.wait):
         try:
             live = store.open_index(root)
@@ -252,6 +253,27 @@ def run_index(
         store.EmbeddingCache(root, model.vector_space).clear()  # its vectors are published now
     report.seconds = time.monotonic() - started
     return report
+
+
+def check_request(request: IndexRequest) -> None:
+    """Refuse bad options before the lock is taken: a run refused here creates nothing."""
+    if request.backend is not None and request.backend not in BACKENDS:
+        raise UsageError(
+            f"unknown --backend {request.backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    if request.overlap is None:
+        return  # the index's overlap, or the default, fits its model
+    try:  # read without the lock, as queries do; the locked run reads it again
+        manifest = None if request.rebuild else store.open_index(request.root).manifest
+    except (IndexNotFound, IndexCorrupt, IncompatibleIndex):
+        manifest = None
+    model = _choose_model(request, manifest)
+    tokens = chunk_tokens(load_tokenizer(model), model.max_seq_length)
+    if not 0 <= request.overlap <= tokens // 2:
+        raise UsageError(
+            f"--overlap {request.overlap}: give 0 to {tokens // 2} tokens (at most half of "
+            f"the {tokens}-token chunks of {model.name})"
+        )
 
 
 def _with_backend(

@@ -76,6 +76,8 @@ def search(
     generation = store.open_index(index_root)
     if options.k < 1:
         raise UsageError("-k must be at least 1")
+    if options.min_score is not None and not -1.0 <= options.min_score <= 1.0:  # NaN too
+        raise UsageError(f"--min-score {options.min_score} is not a cosine similarity (-1 to 1)")
     live = generation.live_count
     if live == 0 or not queries:
         return [[] for _ in queries]

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -31,6 +32,55 @@ _CSV_FIELDS = (
     "chunk",
     "snippet",
 )
+
+
+# What must never reach a TSV line or a terminal as it is: C0 controls (tab and newline split
+# fields and lines; ESC starts terminal escape sequences), DEL, C1 controls (U+009B is CSI on
+# some terminals), the Unicode line and paragraph separators (line breaks to str.splitlines),
+# and lone surrogates (the undecodable bytes of a non-UTF-8 file name, kept by surrogateescape).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_text(text: str, *, tsv: bool = False) -> str:
+    """``text`` as one field of one line, safe to print: every renderer calls this.
+
+    Tab, newline and carriage return become ``\\t``, ``\\n``, ``\\r``; any other control
+    character becomes ``\\xNN``, one per UTF-8 byte (a non-UTF-8 name: its raw bytes). With
+    ``tsv``, a backslash is doubled too, so that the field decodes back exactly, as in
+    PostgreSQL's COPY text format; human-readable output leaves backslashes alone.
+    """
+    if tsv:
+        text = text.replace("\\", "\\\\")
+    return _UNSAFE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    try:
+        raw = char.encode("utf-8", "surrogateescape")  # U+DC80..U+DCFF: the byte it stands for
+    except UnicodeEncodeError:
+        raw = char.encode("utf-8", "surrogatepass")
+    return "".join(f"\\x{byte:02x}" for byte in raw)
+
+
+def fixed(value: float, digits: int = 4, *, sign: bool = False) -> str:
+    """``value`` with ``digits`` decimals, never ``-0.0000``: a rounding error below zero
+    (1 - cos of a vector with itself) prints as the zero it is."""
+    if round(value, digits) == 0:
+        value = 0.0
+    return f"{value:{'+' if sign else ''}.{digits}f}"
+
+
+def cell(text: str | Sequence[str], style: str = "") -> Any:
+    """A rich table cell or title holding ``text`` (or these lines) as it is: escaped, and
+    never read as markup (``[/x]`` in a document would stop the table) or an ``:emoji:``."""
+    from rich.text import Text
+
+    lines = [text] if isinstance(text, str) else text
+    return Text("\n".join(escape_text(line) for line in lines), style=style)
 
 
 def display_path(path: str, cwd: str | None = None) -> str:
@@ -60,7 +110,7 @@ def hit_record(hit: Hit) -> dict[str, Any]:
     return {
         "query": hit.query,
         "rank": hit.rank,
-        "score": round(hit.score, 4),
+        "score": round(hit.score, 4) + 0.0,  # + 0.0: -0.0 becomes 0.0
         "path": display_path(hit.path),
         "doc_id": hit.doc_id,
         "row_id": hit.row_id,
@@ -91,8 +141,9 @@ def write_hits(
             out.write(json.dumps(hit_record(hit), ensure_ascii=False) + "\n")
     elif fmt == "tsv":
         for hit in hits:
-            fields = [f"{hit.score:.4f}", location(hit), snippet(hit.text)]
-            out.write("\t".join(([one_line(hit.query)] if several else []) + fields) + "\n")
+            fields = [fixed(hit.score), location(hit), snippet(hit.text)]
+            fields = ([one_line(hit.query)] if several else []) + fields
+            out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
     elif fmt == "csv":
         writer = csv.DictWriter(
             out, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
@@ -101,11 +152,16 @@ def write_hits(
         for hit in hits:
             writer.writerow(hit_record(hit))
     elif fmt == "paths":
-        end = "\0" if null else "\n"
         for path in dict.fromkeys(display_path(h.path) for h in hits):
-            out.write(path + end)
+            out.write(path_line(path, null=null))
     else:
         _hits_table(results, out)
+
+
+def path_line(path: str, *, null: bool) -> str:
+    """One entry of a list of paths: exact and NUL-ended with -0 (for xargs -0), else escaped
+    as in tsv, so that a name holding a newline is still one line."""
+    return path + "\0" if null else escape_text(path, tsv=True) + "\n"
 
 
 def one_line(text: str) -> str:
@@ -121,12 +177,12 @@ def _hits_table(results: Sequence[Sequence[Hit]], out: TextIO) -> None:
     for hits in results:
         if not hits:
             continue
-        table = Table(title=f"[bold]{hits[0].query}[/]" if len(results) > 1 else None, expand=True)
+        table = Table(title=cell(hits[0].query, "bold") if len(results) > 1 else None, expand=True)
         table.add_column("score", justify="right", style="cyan", no_wrap=True)
         table.add_column("where", style="green", overflow="fold", ratio=2)
         table.add_column("snippet", ratio=5)
         for hit in hits:
-            table.add_row(f"{hit.score:.3f}", location(hit), snippet(hit.text, 200))
+            table.add_row(fixed(hit.score, 3), cell(location(hit)), cell(snippet(hit.text, 200)))
         console.print(table)
 
 
@@ -142,11 +198,12 @@ def write_report(report: RunReport, err: TextIO, *, max_skipped: int = 20) -> No
     )
     for item in report.skipped[:max_skipped]:
         where = display_path(item.path) + (f"#{item.row_id}" if item.row_id else "")
-        err.write(f"  {'error' if item.error else 'skipped'}: {where}: {item.reason}\n")
+        err.write(f"  {'error' if item.error else 'skipped'}: {escape_text(where)}: ")
+        err.write(f"{escape_text(item.reason)}\n")
     if len(report.skipped) > max_skipped:
         err.write(f"  ... and {len(report.skipped) - max_skipped} more (see --json)\n")
     for note in report.notes[:max_skipped]:
-        err.write(f"  note: {display_path(note.path)}: {note.message}\n")
+        err.write(f"  note: {escape_text(display_path(note.path))}: {escape_text(note.message)}\n")
 
 
 def write_info(info: dict[str, Any], out: TextIO) -> None:
@@ -157,7 +214,7 @@ def write_info(info: dict[str, Any], out: TextIO) -> None:
     table.add_column(style="bold")
     table.add_column()
     for key, value in _flatten(info):
-        table.add_row(key, str(value))
+        table.add_row(key, cell(str(value)))
     Console(file=out).print(table)
 
 

@@ -9,7 +9,7 @@ import csv
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bienc_cli.ui import display_path, one_line
+from bienc_cli.ui import cell, display_path, escape_text, fixed, one_line
 
 if TYPE_CHECKING:
     from bienc_cli.cluster import ClusterReport, DocumentAssignment
@@ -34,7 +34,7 @@ def cluster_document_record(doc: DocumentAssignment) -> dict[str, Any]:
         "title": doc.title,
         "cluster": doc.cluster,
         "label": doc.label,
-        "distance": None if doc.distance is None else round(doc.distance, 4),
+        "distance": None if doc.distance is None else round(doc.distance, 4) + 0.0,  # not -0.0
         "probability": None if doc.probability is None else round(doc.probability, 4),
     }
 
@@ -101,9 +101,10 @@ def write_clusters(report: ClusterReport, fmt: str, out: TextIO) -> None:
         writer.writerows(documents)
     elif fmt == "tsv":
         for doc in report.documents:
-            distance = "" if doc.distance is None else f"{doc.distance:.4f}"
-            where = doc_location(doc.path, doc.row_id)
-            out.write(f"{doc.cluster}\t{distance}\t{where}\t{one_line(doc.label)}\n")
+            distance = "" if doc.distance is None else fixed(doc.distance)
+            fields = [str(doc.cluster), distance, doc_location(doc.path, doc.row_id)]
+            fields.append(one_line(doc.label))
+            out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
     else:
         _cluster_tables(report, out)
 
@@ -150,9 +151,9 @@ def _cluster_tables(report: ClusterReport, out: TextIO) -> None:
     documents.add_column("title", ratio=4)
     for i in order:
         doc = report.documents[i]
-        distance = "" if doc.distance is None else f"{doc.distance:.3f}"
+        distance = "" if doc.distance is None else fixed(doc.distance, 3)
         where = doc_location(doc.path, doc.row_id)
-        documents.add_row(str(doc.cluster), distance, where, doc.title)
+        documents.add_row(str(doc.cluster), distance, cell(where), cell(doc.title))
     console.print(documents)
     summary = cluster_summary(report)
     title = f"{summary['n_documents']} documents, {summary['n_clusters']} clusters"
@@ -166,8 +167,8 @@ def _cluster_tables(report: ClusterReport, out: TextIO) -> None:
         clusters.add_row(
             str(cluster.id),
             str(cluster.size),
-            ", ".join(cluster.keywords) or cluster.label,
-            "\n".join(d.title or doc_location(d.path, d.row_id) for d in representatives),
+            cell(", ".join(cluster.keywords) or cluster.label),
+            cell([d.title or doc_location(d.path, d.row_id) for d in representatives]),
         )
     console.print(clusters)
 
@@ -199,6 +200,7 @@ def write_cluster_report(report: ClusterReport, err: TextIO, *, max_skipped: int
     )
     for item in report.skipped[:max_skipped]:
         where = display_path(item.path) + (f"#{item.row_id}" if item.row_id else "")
-        err.write(f"  {'error' if item.error else 'skipped'}: {where}: {item.reason}\n")
+        err.write(f"  {'error' if item.error else 'skipped'}: {escape_text(where)}: ")
+        err.write(f"{escape_text(item.reason)}\n")
     if len(report.skipped) > max_skipped:
         err.write(f"  ... and {len(report.skipped) - max_skipped} more\n")

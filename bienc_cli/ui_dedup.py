@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from bienc_cli.ui import display_path, snippet
+from bienc_cli.ui import cell, display_path, escape_text, fixed, path_line, snippet
 
 DEDUP_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "ids")
 _DEDUP_CSV_FIELDS = (
@@ -57,10 +57,10 @@ def write_dedup_groups(
         for group in shown:
             out.write(json.dumps(group, ensure_ascii=False) + "\n")
     elif fmt == "ids":
-        end = "\0" if null else "\n"
         for group in groups:
             for m in group["members"]:
-                out.write((m["row_id"] if m["row_id"] is not None else m["path"]) + end)
+                removed = m["row_id"] if m["row_id"] is not None else m["path"]
+                out.write(path_line(removed, null=null))
     elif fmt in ("csv", "tsv"):
         rows = []
         for group in shown:
@@ -80,14 +80,14 @@ def write_dedup_groups(
                 where = (
                     f"{row['path']}#{row['row_id']}" if row["row_id"] is not None else row["path"]
                 )
-                out.write(f"{row['group']}\t{role}\t{row['similarity']:.4f}\t{where}\n")
+                fields = [str(row["group"]), role, fixed(row["similarity"]), where]
+                out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
     else:
         _dedup_groups_table(groups, out)
 
 
 def _dedup_groups_table(groups: Sequence[dict[str, Any]], out: TextIO) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(expand=True)
@@ -103,16 +103,16 @@ def _dedup_groups_table(groups: Sequence[dict[str, Any]], out: TextIO) -> None:
             str(group["group"]),
             label,
             "",
-            escape(_dedup_where(keeper)),
-            escape(snippet(keeper["snippet"], 90)),
+            cell(_dedup_where(keeper)),
+            cell(snippet(keeper["snippet"], 90)),
         )
         for m in group["members"]:
             table.add_row(
                 "",
                 m["match"],
-                f"{m['similarity']:.3f}",
-                escape(_dedup_where(m)),
-                escape(snippet(m["snippet"], 90)),
+                fixed(m["similarity"], 3),
+                cell(_dedup_where(m)),
+                cell(snippet(m["snippet"], 90)),
             )
         table.add_section()
     Console(file=out).print(table)
@@ -133,11 +133,11 @@ def write_dedup_pairs(pairs: Sequence[dict[str, Any]], fmt: str, out: TextIO) ->
         writer.writerows(pairs)
     elif fmt == "tsv":
         for pair in pairs:
-            a, b = display_path(pair["a"]), display_path(pair["b"])
-            out.write(f"{pair['similarity']:.4f}\t{pair['match']}\t{a}\t{b}\n")
+            fields = [fixed(pair["similarity"]), pair["match"], display_path(pair["a"])]
+            fields.append(display_path(pair["b"]))
+            out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
     else:
         from rich.console import Console
-        from rich.markup import escape
         from rich.table import Table
 
         table = Table(expand=True)
@@ -147,10 +147,10 @@ def write_dedup_pairs(pairs: Sequence[dict[str, Any]], fmt: str, out: TextIO) ->
         table.add_column("b", overflow="fold")
         for pair in pairs:
             table.add_row(
-                f"{pair['similarity']:.3f}",
+                fixed(pair["similarity"], 3),
                 pair["match"],
-                escape(display_path(pair["a"])),
-                escape(display_path(pair["b"])),
+                cell(display_path(pair["a"])),
+                cell(display_path(pair["b"])),
             )
         Console(file=out).print(table)
 
@@ -189,7 +189,8 @@ def write_calibration(data: dict[str, Any], fmt: str, out: TextIO) -> None:
             shown.add(key)
             out.write(f"  just {side} ({pair['similarity']:.3f}):\n")
             for doc in (pair["a"], pair["b"]):
-                out.write(f"    {_dedup_where(doc)}: {snippet(doc['snippet'], 110)}\n")
+                where, text = _dedup_where(doc), snippet(doc["snippet"], 110)
+                out.write(f"    {escape_text(where)}: {escape_text(text)}\n")
         out.write("\n")
 
 
@@ -202,7 +203,7 @@ def write_dedup_summary(summary: dict[str, Any], err: TextIO) -> None:
         f"keep {summary['keep']}, in {summary['seconds']:.1f}s\n"
     )
     for line in summary.get("notes", []):
-        err.write(f"  {line}\n")
+        err.write(f"  {escape_text(line)}\n")
 
 
 def _count(n: int, noun: str) -> str:
@@ -228,7 +229,7 @@ def write_action_report(report: dict[str, Any], fmt: str, out: TextIO) -> None:
             fields.append(display_path(f["keeper"] if linked else f["dest"]))
         if f["reason"]:
             fields.append(f["reason"])
-        out.write("\t".join(fields) + "\n")
+        out.write("\t".join(escape_text(field, tsv=True) for field in fields) + "\n")
 
 
 def write_action_summary(report: dict[str, Any], err: TextIO) -> None:
@@ -246,6 +247,7 @@ def write_action_summary(report: dict[str, Any], err: TextIO) -> None:
     if report["dry_run"] or report["action"] == "restore" or not counts["done"]:
         return
     if report["trash"]:
-        err.write(f"  originals kept in {display_path(report['trash'])}; remove it to free space\n")
-    journal = display_path(report["journal"])
+        trash = escape_text(display_path(report["trash"]))
+        err.write(f"  originals kept in {trash}; remove it to free space\n")
+    journal = escape_text(display_path(report["journal"]))
     err.write(f"  journal: {journal}; undo with: bienc dedup --undo {journal}\n")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bienc_cli.ui import display_path, one_line
+from bienc_cli.ui import cell, display_path, escape_text, fixed, one_line
 
 if TYPE_CHECKING:
     from bienc_cli.evaluation import EvalReport, IndexEvaluation
@@ -54,8 +54,8 @@ def _eval_rows(report: EvalReport) -> Iterator[list[Any]]:
 def _eval_tsv(report: EvalReport, out: TextIO) -> None:
     out.write("\t".join(["index", "by", "group", "queries", *report.metric_names]) + "\n")
     for row in _eval_rows(report):
-        cells = [f"{v:.5f}" if isinstance(v, float) else one_line(str(v)) for v in row]
-        out.write("\t".join(cells) + "\n")
+        cells = [fixed(v, 5) if isinstance(v, float) else one_line(str(v)) for v in row]
+        out.write("\t".join(escape_text(c, tsv=True) for c in cells) + "\n")
 
 
 def _eval_tables(report: EvalReport, out: TextIO) -> None:
@@ -69,13 +69,13 @@ def _eval_tables(report: EvalReport, out: TextIO) -> None:
     table = Table(title=f"{len(s.queries)} queries, {judgements} judgements, top {report.depth}")
     table.add_column("metric", style="bold")
     for ev in report.evaluations:
-        header = f"{display_path(ev.index)}\n{ev.model}\n{ev.documents} docs, {ev.chunks} chunks"
-        table.add_column(header, justify="right")
+        header = [display_path(ev.index), ev.model, f"{ev.documents} docs, {ev.chunks} chunks"]
+        table.add_column(cell(header), justify="right")
     for name in names:
         values = [ev.metrics[name] for ev in report.evaluations]
         best = max(values)
         cells = [
-            f"[green]{v:.4f}[/]" if len(values) > 1 and v == best else f"{v:.4f}" for v in values
+            f"[green]{fixed(v)}[/]" if len(values) > 1 and v == best else fixed(v) for v in values
         ]
         table.add_row(metric_label(name), *cells)
     console.print(table)
@@ -94,17 +94,17 @@ def _breakdown_table(ev: IndexEvaluation, breakdown: Any, names: list[str], seve
 
     where = f" ({display_path(ev.index)})" if several else ""
     table = Table(
-        title=f"by {breakdown.side} {breakdown.column}{where}",
+        title=cell(f"by {breakdown.side} {breakdown.column}{where}"),
         caption="R@k: recall@k",
         box=box.SIMPLE_HEAD,
     )
-    table.add_column(breakdown.column, style="bold", overflow="fold")
+    table.add_column(cell(breakdown.column), style="bold", overflow="fold")
     table.add_column("queries", justify="right")
     for name in names:  # R@k, not Recall@k: a breakdown must fit 80 columns
         table.add_column(name.replace("recall@", "R@").replace("ndcg", "nDCG"), justify="right")
     for group in breakdown.groups:
-        cells = [f"{group[name]:.4f}" for name in names]
-        table.add_row(str(group["value"]), str(group["queries"]), *cells)
+        cells = [fixed(group[name]) for name in names]
+        table.add_row(cell(str(group["value"])), str(group["queries"]), *cells)
     return table
 
 
@@ -115,7 +115,7 @@ def _ann_tables(console: Any, ev: IndexEvaluation, names: list[str]) -> None:
     assert ann is not None
     recalls = [f"recall@{k}" for k in ann.ks]
     table = Table(
-        title=f"HNSW against exact search, {ann.chunks} chunks ({display_path(ev.index)})",
+        title=cell(f"HNSW against exact search, {ann.chunks} chunks ({display_path(ev.index)})"),
         caption="an ef below k searches with ef = k, as hnswlib does",
     )
     table.add_column("ef", justify="right", style="bold")
@@ -156,7 +156,9 @@ def _ann_tables(console: Any, ev: IndexEvaluation, names: list[str]) -> None:
     compare.add_column("difference", justify="right")
     for name in names:
         hnsw, exact = ev.metrics[name], ann.exact[name]
-        compare.add_row(metric_label(name), f"{hnsw:.4f}", f"{exact:.4f}", f"{hnsw - exact:+.4f}")
+        compare.add_row(
+            metric_label(name), fixed(hnsw), fixed(exact), fixed(hnsw - exact, sign=True)
+        )
     console.print(compare)
 
 
@@ -173,22 +175,23 @@ def write_eval_notes(report: EvalReport, err: TextIO) -> None:
             "(grade > 0); they score 0, as in trec_eval\n"
         )
     for ev in report.evaluations:
+        where = escape_text(display_path(ev.index))
         if ev.judged_not_in_index:
-            examples = ", ".join(ev.unmatched_examples)
+            examples = escape_text(", ".join(ev.unmatched_examples))
             err.write(
-                f"bienc: warning: {display_path(ev.index)}: {ev.judged_not_in_index} relevant "
+                f"bienc: warning: {where}: {ev.judged_not_in_index} relevant "
                 f"judgements match no document (e.g. {examples}); they count as not retrieved\n"
             )
         if ev.ambiguous_ids:
             err.write(
-                f"bienc: warning: {display_path(ev.index)}: {ev.ambiguous_ids} judged ids match "
+                f"bienc: warning: {where}: {ev.ambiguous_ids} judged ids match "
                 "several documents; write them as paths relative to the indexed folder\n"
             )
 
 
-def per_query_format(path: str) -> str:
-    """The per-query file's format, from its extension (JSON Lines unless .csv/.tsv/.json)."""
-    return PER_QUERY_FORMATS.get(os.path.splitext(path)[1].lower(), "jsonl")
+def per_query_format(path: str) -> str | None:
+    """The per-query file's format, from its extension; None for an extension it has not."""
+    return PER_QUERY_FORMATS.get(os.path.splitext(path)[1].lower())
 
 
 def write_per_query(report: EvalReport, fmt: str, out: TextIO) -> None:
@@ -213,12 +216,16 @@ def write_per_query(report: EvalReport, fmt: str, out: TextIO) -> None:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
     else:
         fields = list(records[0]) if records else ["index", "query_id", "query"]
-        writer = csv.DictWriter(
-            out, fieldnames=fields, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n"
-        )
-        writer.writeheader()
-        for record in records:
-            writer.writerow(
-                {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
-                 for k, v in record.items()}
-            )  # fmt: skip
+        rows = [
+            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
+             for k, v in record.items()}
+            for record in records
+        ]  # fmt: skip
+        if fmt == "csv":
+            writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return
+        for values in [fields, *([row[f] for f in fields] for row in rows)]:  # escaped as any tsv
+            cells = ("" if v is None else escape_text(str(v), tsv=True) for v in values)
+            out.write("\t".join(cells) + "\n")

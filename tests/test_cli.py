@@ -6,9 +6,13 @@ import csv
 import io
 import json
 import multiprocessing
+import os
+import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bienc_cli import store
@@ -280,3 +284,364 @@ def test_entry_point_without_a_known_command_uses_the_whole_app(monkeypatch, cap
     with pytest.raises(SystemExit) as exit:
         cli.main()
     assert exit.value.code == ExitStatus.USAGE and "query" in capsys.readouterr().err
+
+
+# Every option a user can get wrong, through the whole CLI: one line, exit 2, nothing created.
+# NEW is an index folder that does not exist yet; IDX an index; OUT a file that must not appear.
+BAD_OPTIONS = [
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "200"],  # the model's chunks hold 254 tokens
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "99999999999999999999"],
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "-1"],
+    ["index", "CORPUS", "-i", "NEW", "--overlap", "nan"],
+    ["index", "CORPUS", "-i", "NEW", "--ef", "0"],
+    ["index", "CORPUS", "-i", "NEW", "--ef", "99999999999999999999"],  # hnswlib: TypeError
+    ["index", "CORPUS", "-i", "NEW", "--batch-size", "0"],
+    ["index", "CORPUS", "-i", "NEW", "--wait", "-1"],
+    ["index", "CORPUS", "-i", "NEW", "--wait", "nan"],
+    ["index", "CORPUS", "-i", "NEW", "--max-file-size", "garbage"],
+    ["index", "CORPUS", "-i", "NEW", "--max-file-size", "0"],  # 0 is not "no limit"
+    ["index", "CORPUS", "-i", "NEW", "--max-file-size", "0.1"],
+    ["index", "CORPUS", "-i", "NEW", "--backend", "nonsense"],
+    ["index", "CORPUS", "-i", "NEW", "--no-such-option"],
+    ["index", "CORPUS", "-i", "NEW", "-0"],  # -0 reads stdin: it needs SOURCE -
+    ["query", "cats", "-i", "IDX", "-k", "0"],
+    ["query", "cats", "-i", "IDX", "-k", "-1"],
+    ["query", "cats", "-i", "IDX", "--ef", "0"],
+    ["query", "cats", "-i", "IDX", "--ef", "99999999999999999999"],
+    ["query", "cats", "-i", "IDX", "--min-score", "nan"],
+    ["query", "cats", "-i", "IDX", "--min-score", "2"],
+    ["query", "cats", "-i", "IDX", "--min-score", "-inf"],
+    ["query", "cats", "-i", "IDX", "--backend", "nonsense"],
+    ["query", "cats", "-i", "IDX", "--where", "=x"],
+    ["query", "cats", "-i", "IDX", "-f", "nonsense"],
+    ["query", "cats", "-i", "IDX", "-0", "-f", "json"],
+    ["dedup", "-i", "IDX", "--threshold", "2"],
+    ["dedup", "-i", "IDX", "--threshold", "nan"],
+    ["dedup", "-i", "IDX", "--neighbours", "0"],
+    ["dedup", "-i", "IDX", "--keep", "nonsense"],
+    ["dedup", "-i", "IDX", "--action", "nonsense"],
+    ["dedup", "-i", "IDX", "-f", "nonsense"],
+    ["dedup", "-i", "IDX", "--output", "OUT.xyz"],
+    ["dedup", "-i", "IDX", "-0"],
+    ["dedup", "CORPUS", "--max-file-size", "garbage"],
+    ["cluster", "-i", "IDX", "-n", "0"],
+    ["cluster", "-i", "IDX", "-n", "99999999999999999999"],
+    ["cluster", "-i", "IDX", "--max-clusters", "1"],
+    ["cluster", "-i", "IDX", "--seed", "-1"],  # scikit-learn: InvalidParameterError
+    ["cluster", "-i", "IDX", "--seed", "4294967296"],
+    ["cluster", "-i", "IDX", "--keywords", "0"],
+    ["cluster", "-i", "IDX", "--representatives", "-1"],
+    ["cluster", "-i", "IDX", "-M", "nonsense"],
+    ["cluster", "-i", "IDX", "-M", "agglomerative", "--threshold", "nan"],
+    ["cluster", "-i", "IDX", "-M", "agglomerative", "--linkage", "nonsense"],
+    ["cluster", "-i", "IDX", "-M", "hdbscan", "--min-samples", "0"],
+    ["cluster", "-i", "IDX", "-f", "nonsense"],
+    ["cluster", "-i", "IDX", "-o", "OUT.xyz"],
+    ["cluster", "-i", "IDX", "--plot", "OUT.xyz"],
+    ["cluster", "-i", "IDX", "-0"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "-k", "0"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "-k", "a"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--ef", "0"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--ef", "99999999999999999999"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--target-recall", "nan"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "-f", "nonsense"],
+    ["eval", "-i", "IDX", "--qrels", "QRELS", "--per-query", "OUT.xyz"],
+    ["verify", "-i", "IDX", "--repair", "--wait", "nan"],
+    ["frobnicate"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_OPTIONS, ids=" ".join)
+def test_a_bad_option_is_one_line_and_exit_2_and_creates_nothing(indexed, corpus, tmp_path, args):
+    qrels = tmp_path / "qrels.csv"
+    qrels.write_text("query,relevant\ncats,cats.md\n")
+    names = {"CORPUS": corpus, "NEW": tmp_path / "new", "IDX": indexed, "QRELS": qrels}
+    args = [str(names.get(a, a)).replace("OUT", str(tmp_path / "out")) for a in args]
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, args, catch_exceptions=True)  # an exception must not escape
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert result.stderr.startswith("bienc: error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output and result.stdout == ""
+    named = args[-2] if len(args) > 1 and args[-2].startswith("-") else args[-1]
+    assert named.lower() in result.stderr.lower()  # it names what was wrong
+    assert sorted(tmp_path.rglob("*")) == before  # no index folder, no lock, no output file
+
+
+def test_the_overlap_error_says_the_range_of_this_model(tmp_path, corpus, fake_encoder):
+    result = bienc("index", corpus, "--index", tmp_path / "idx", "--overlap", "200")
+    assert "--overlap 200: give 0 to 127 tokens" in result.stderr
+    assert bienc("index", corpus, "--index", tmp_path / "idx", "--overlap", "127").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cluster", "CORPUS", "-M", "nonsense"],
+        ["cluster", "CORPUS", "-M", "hdbscan", "-n", "3"],
+        ["cluster", "CORPUS", "--seed", "-1"],
+        ["dedup", "CORPUS", "--output", "OUT.xyz"],
+        ["dedup", "CORPUS", "--threshold", "2"],
+    ],
+    ids=" ".join,
+)
+def test_options_are_checked_before_anything_is_read_or_encoded(
+    tmp_path, corpus, fake_encoder, args
+):
+    args = [str(corpus) if a == "CORPUS" else a.replace("OUT", str(tmp_path / "out")) for a in args]
+    result = bienc(*args)
+    assert result.exit_code == ExitStatus.USAGE and fake_encoder.calls == 0
+
+
+def test_hdbscan_asked_for_more_neighbours_than_documents_finds_only_outliers(indexed):
+    args = ["-M", "hdbscan", "--min-cluster-size", "2", "--min-samples", "50", "-f", "json"]
+    result = bienc("cluster", "-i", indexed, *args)
+    assert result.exit_code == 0, result.output  # scikit-learn raised ValueError here
+    assert {d["cluster"] for d in json.loads(result.stdout)["documents"]} == {-1}
+
+
+# -- names and text that must not break a line, a field or the terminal ---------------------
+
+WEIRD_NAMES = [
+    "tab\there.txt",
+    "new\nline.txt",
+    "cr\rname.txt",
+    "back\\slash.txt",
+    "esc\x1b[31m.txt",
+]
+# Terminal escapes (a title change, red), rich markup and an emoji code in the text itself.
+WEIRD_TEXT = "Cats purr \x1b]0;owned\x07 in the \x1b[31msun [/bold] :cat: \x9b2J all day.\n"
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what may never be printed raw
+
+
+def unescape_tsv(field):
+    """The inverse of escape_text(tsv=True), as a PostgreSQL COPY reader decodes a field."""
+    out = bytearray()
+    i = 0
+    while i < len(field):
+        if field[i] == "\\":
+            nxt = field[i + 1]
+            if nxt == "x":
+                out.append(int(field[i + 2 : i + 4], 16))
+                i += 4
+                continue
+            out += {"t": b"\t", "n": b"\n", "r": b"\r", "\\": b"\\"}[nxt]
+            i += 2
+        else:
+            out += field[i].encode("utf-8", "surrogateescape")
+            i += 1
+    return out.decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize(
+    ("text", "tsv", "human"),
+    [
+        ("plain.txt", "plain.txt", "plain.txt"),
+        ("a\tb", "a\\tb", "a\\tb"),
+        ("a\nb\rc", "a\\nb\\rc", "a\\nb\\rc"),
+        ("back\\slash", "back\\\\slash", "back\\slash"),
+        ("\x1b[31mred", "\\x1b[31mred", "\\x1b[31mred"),
+        (
+            "nul\x00 del\x7f csi\x9b",
+            "nul\\x00 del\\x7f csi\\xc2\\x9b",
+            "nul\\x00 del\\x7f csi\\xc2\\x9b",
+        ),
+        ("line\u2028sep", "line\\xe2\\x80\\xa8sep", "line\\xe2\\x80\\xa8sep"),
+        ("caf\udce9.txt", "caf\\xe9.txt", "caf\\xe9.txt"),  # a Latin-1 name, surrogateescaped
+        ("naïve 猫 ✓", "naïve 猫 ✓", "naïve 猫 ✓"),
+    ],
+)
+def test_escape_text(text, tsv, human):
+    from bienc_cli.ui import escape_text
+
+    assert escape_text(text, tsv=True) == tsv and escape_text(text) == human
+    assert unescape_tsv(tsv) == text
+
+
+# Any text, and the lone surrogates U+DC80..U+DCFF that stand for the bytes of a non-UTF-8
+# file name (os.fsdecode); other lone surrogates have no bytes to decode back to.
+_NAME_CHARS = st.characters(blacklist_categories=("Cs",)) | st.characters(
+    min_codepoint=0xDC80, max_codepoint=0xDCFF
+)
+
+
+@given(st.text(alphabet=_NAME_CHARS), st.text(alphabet=st.characters()))
+@settings(max_examples=300, deadline=None)
+def test_escaped_fields_are_one_field_of_one_line_and_tsv_decodes_back(name, anything):
+    from bienc_cli.ui import escape_text
+
+    for text in (name, anything):
+        for field in (escape_text(text, tsv=True), escape_text(text)):
+            assert not CONTROL.search(field) and "\t" not in field and "\n" not in field
+            assert not re.search("[\u2028\u2029\ud800-\udfff]", field)
+    assert unescape_tsv(escape_text(name, tsv=True)) == name
+
+
+@pytest.fixture
+def weird(tmp_path, fake_encoder):
+    """An index of five copies of one text, named with a tab, newline, CR, backslash, ESC."""
+    root = tmp_path / "weird"
+    root.mkdir()
+    for number, name in enumerate(WEIRD_NAMES):  # near, not exact, copies: --calibrate shows them
+        (root / name).write_text(WEIRD_TEXT + f"Copy {number}.\n")
+    index = tmp_path / "idx"
+    assert bienc("index", root, "--index", index, "-q").exit_code == 0
+    return root, index
+
+
+def _fields(output, columns):
+    lines = output.splitlines()
+    assert all(len(line.split("\t")) == columns for line in lines), lines
+    return [line.split("\t") for line in lines]
+
+
+def _names_in(rows, column):
+    return sorted(os.path.basename(unescape_tsv(row[column]).split(":")[0]) for row in rows)
+
+
+def test_query_tsv_and_paths_escape_names(weird):
+    root, index = weird
+    rows = _fields(_query(index, "cats purr", "-f", "tsv").stdout, 3)
+    assert _names_in(rows, 1) == sorted(WEIRD_NAMES)
+    assert all("\\x1b]0;owned\\x07" in row[2] and not CONTROL.search(row[2]) for row in rows)
+    two = _fields(_query(index, "-", "-f", "tsv", input="cats\nsun\n").stdout, 4)  # + query
+    assert len(two) == 2 * len(WEIRD_NAMES)
+    paths = _query(index, "cats purr", "-f", "paths").stdout.splitlines()
+    assert sorted(os.path.basename(unescape_tsv(p)) for p in paths) == sorted(WEIRD_NAMES)
+    exact = _query(index, "cats purr", "-0").stdout  # -0 alone: NUL-separated paths, exact
+    assert sorted(os.path.basename(p) for p in exact.split("\0")[:-1]) == sorted(WEIRD_NAMES)
+
+
+def test_dedup_tsv_ids_and_pairs_escape_names(weird):
+    root, index = weird
+    rows = _fields(bienc("dedup", "--index", index, "-f", "tsv").stdout, 4)
+    assert len(rows) == 5 and _names_in(rows, 3) == sorted(WEIRD_NAMES)
+    pairs = _fields(bienc("dedup", "--index", index, "--pairs", "-f", "tsv").stdout, 4)
+    assert len(pairs) == 10  # near copies: every pair
+    ids = bienc("dedup", "--index", index, "-f", "ids").stdout.splitlines()
+    assert len(ids) == 4 and all(os.path.exists(unescape_tsv(i)) for i in ids)
+    exact = bienc("dedup", "--index", index, "-f", "ids", "-0").stdout.split("\0")[:-1]
+    assert len(exact) == 4 and all(os.path.exists(p) for p in exact)
+
+
+def test_cluster_tsv_escapes_names(weird):
+    root, index = weird
+    rows = _fields(bienc("cluster", "--index", index, "-n", "1", "-f", "tsv").stdout, 4)
+    assert _names_in(rows, 2) == sorted(WEIRD_NAMES)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["query", "cats purr", "-f", "table"],
+        ["query", "-", "-f", "table"],
+        ["dedup", "-f", "table"],
+        ["dedup", "--pairs", "-f", "table"],
+        ["dedup", "--calibrate"],
+        ["cluster", "-n", "1", "-f", "table"],
+        ["info"],
+        ["verify"],
+    ],
+    ids=" ".join,
+)
+def test_human_output_shows_control_characters_escaped(weird, monkeypatch, args):
+    monkeypatch.setenv("COLUMNS", "300")  # rich would otherwise wrap the names
+    root, index = weird
+    monkeypatch.chdir(root.parent)  # short relative paths: rich folds long ones
+    result = runner.invoke(
+        app, [*args, "--index", str(index)], input="cats\n[/bold] :cat:\n", catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output  # rich markup in a name or text stops nothing
+    assert not CONTROL.search(result.output)
+    if args[0] != "verify":
+        shown = result.stdout
+        names = ("tab\\there.txt", "new\\nline.txt", "cr\\rname.txt", "esc\\x1b[31m.txt")
+        present = [name for name in names if name in shown]
+        if "--calibrate" in args:  # the pairs nearest a few thresholds
+            assert present
+        elif args[0] in ("query", "dedup"):  # (cluster tables show titles, info the folder)
+            assert len(present) == len(names)
+        if "--pairs" not in args and args[0] != "info":
+            assert "[/bold]" in shown and ":cat:" in shown and "🐱" not in shown
+
+
+def test_json_keeps_the_exact_names(weird):
+    root, index = weird
+    hits = json.loads(_query(index, "cats purr", "-f", "json").stdout)
+    assert sorted(os.path.basename(h["path"]) for h in hits) == sorted(WEIRD_NAMES)
+    assert all(h["text"].startswith(WEIRD_TEXT.strip()) for h in hits)
+    groups = json.loads(bienc("dedup", "--index", index, "-f", "json").stdout)
+    members = [groups[0]["keeper"], *groups[0]["members"]]
+    assert sorted(os.path.basename(m["path"]) for m in members) == sorted(WEIRD_NAMES)
+    docs = json.loads(bienc("cluster", "--index", index, "-n", "1", "-f", "json").stdout)
+    assert sorted(os.path.basename(d["path"]) for d in docs["documents"]) == sorted(WEIRD_NAMES)
+
+
+def test_reports_and_errors_on_stderr_are_one_line_per_item(weird, tmp_path):
+    root, _ = weird
+    result = bienc("index", root, "--index", tmp_path / "small", "--max-file-size", "10")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 + len(WEIRD_NAMES) and not CONTROL.search(result.stderr)
+    assert sum("new\\nline.txt: larger than --max-file-size" in line for line in lines) == 1
+    missing = bienc("index", tmp_path / "no\nsuch\x1b[2J", "--index", tmp_path / "x")
+    assert missing.exit_code == ExitStatus.USAGE and missing.stderr.count("\n") == 1
+    assert "no\\nsuch\\x1b[2J" in missing.stderr
+
+
+# -- smaller promises: -0, negative zero, unwritable outputs, output suffixes ----------------
+
+
+def test_query_null_alone_means_nul_separated_paths(indexed):
+    out = _query(indexed, "cats", "-0", "-k", "2").stdout
+    assert out.count("\0") == 2 and "\t" not in out and "\n" not in out
+
+
+def test_fixed_never_prints_negative_zero():
+    from bienc_cli.ui import fixed
+
+    assert fixed(-1e-9) == "0.0000" and fixed(-0.00004) == "0.0000" and fixed(-0.0) == "0.0000"
+    assert fixed(-0.00004, sign=True) == "+0.0000" and fixed(-0.5, 3) == "-0.500"
+
+
+def test_cluster_distances_are_never_below_zero(indexed):
+    import numpy as np
+
+    from bienc_cli.cluster import ClusterOptions, cluster_vectors
+
+    # Every document alone in its cluster: 1 - cos(v, v) came out as -2.4e-07 in float32.
+    vectors = np.random.default_rng(0).normal(size=(12, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    texts = [f"text {i}" for i in range(12)]
+    assert (cluster_vectors(vectors, texts, ClusterOptions(n_clusters=12)).distances >= 0).all()
+    tsv = bienc("cluster", "--index", indexed, "-n", "4", "-f", "tsv").stdout
+    assert [row.split("\t")[1] for row in tsv.splitlines()] == ["0.0000"] * 4
+    docs = json.loads(bienc("cluster", "--index", indexed, "-n", "4", "-f", "json").stdout)
+    assert all(str(d["distance"]) == "0.0" for d in docs["documents"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cluster", "-o", "FILE/out.tsv"],
+        ["cluster", "-o", "FILE/out.parquet"],
+        ["eval", "--qrels", "QRELS", "--per-query", "FILE/per-query.jsonl"],
+    ],
+    ids=" ".join,
+)
+def test_an_output_file_that_cannot_be_written_is_the_storage_exit_code(indexed, tmp_path, args):
+    (tmp_path / "file").write_text("a file, so file/out.tsv cannot be created\n")
+    qrels = tmp_path / "qrels.csv"
+    qrels.write_text("query,relevant\ncats,cats.md\n")
+    names = {"QRELS": str(qrels)}
+    args = [names.get(a, a.replace("FILE", str(tmp_path / "file"))) for a in args]
+    result = bienc(*args, "--index", indexed, "-q")
+    assert result.exit_code == ExitStatus.IO_ERROR, result.output
+    assert result.stderr.startswith("bienc: error: cannot write") and result.stderr.count("\n") == 1
+
+
+def test_an_output_suffix_bienc_does_not_know_needs_format(indexed, tmp_path):
+    out = tmp_path / "clusters.out"
+    assert bienc("cluster", "--index", indexed, "-o", out).exit_code == ExitStatus.USAGE
+    assert not out.exists()
+    assert bienc("cluster", "--index", indexed, "-o", out, "-f", "jsonl", "-q").exit_code == 0
+    assert len([json.loads(line) for line in out.read_text().splitlines()]) == 4
