@@ -290,3 +290,72 @@ def test_int8_vectors_are_never_mixed_with_fp32_ones(corpus, tmp_path, fake_enco
     assert store.open_index(root).manifest["model"]["backend"] == "sentence-transformers"
     with pytest.raises(UsageError, match="fp32 vectors.*--rebuild"):
         run_index(IndexRequest(root=root, backend="onnx-int8"))
+
+
+def _errors(report):
+    return [(s.path, s.row_id, s.reason) for s in report.errors]
+
+
+def test_row_errors_are_reported_every_run_while_they_persist(tmp_path, fake_encoder):
+    """A broken JSONL line in an unchanged file is not read again, but is reported again."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    table = docs / "t.jsonl"
+    table.write_text('{"text": "good row about owls"}\n{"text": broken\n{"text": ""}\n')
+    root = tmp_path / "idx"
+    first = _index(root, docs)
+    second = run_index(IndexRequest(root=root))
+    assert first.exit_status == second.exit_status == 3
+    assert _errors(first) == _errors(second) == [(str(table), "line 2", _errors(first)[0][2])]
+    assert [s.reason for s in second.skipped] == [s.reason for s in first.skipped]  # no text too
+    assert second.unchanged == 1 and second.generation is None  # not read, nothing written
+    third = run_index(IndexRequest(root=root, sources=[str(docs)]))  # given again: the same
+    assert _errors(third) == _errors(first)
+    table.write_text('{"text": "good row about owls"}\n{"text": "mended"}\n')
+    fixed = run_index(IndexRequest(root=root))
+    assert fixed.exit_status == 0 and fixed.skipped == [] and fixed.added == 1
+    assert run_index(IndexRequest(root=root)).exit_status == 0
+
+
+def test_row_errors_survive_runs_that_write_for_other_reasons(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "t.jsonl").write_text('{"text": "good row"}\n{"text": broken\n')
+    root = tmp_path / "idx"
+    first = _index(root, docs)
+    (docs / "other.txt").write_text("A new file makes the next run write a generation.")
+    second = run_index(IndexRequest(root=root))
+    assert second.generation == 2 and _errors(second) == _errors(first)
+    third = run_index(IndexRequest(root=root, ef=64))  # written again, the table still unread
+    assert third.generation == 3 and _errors(third) == _errors(first)
+    (docs / "t.jsonl").unlink()  # its errors go with it
+    assert run_index(IndexRequest(root=root)).exit_status == 0
+
+
+def test_documents_without_text_are_skipped_not_added(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Real text about cats.")
+    (docs / "zero-width.txt").write_text("\u200b\u200b\u200b")  # read, but no token in it
+    (docs / "soft-hyphens.txt").write_text("\u00ad\u00ad")
+    root = tmp_path / "idx"
+    report = _index(root, docs)
+    assert (report.added, report.documents) == (1, 1)
+    assert sorted(os.path.basename(s.path) for s in report.skipped) == [
+        "soft-hyphens.txt",
+        "zero-width.txt",
+    ]
+    (docs / "a.txt").write_text("\u200b")  # an indexed document whose text is gone: removed
+    report = run_index(IndexRequest(root=root))
+    assert (report.added, report.updated, report.removed, report.documents) == (0, 0, 1, 0)
+    assert len(report.skipped) == 3
+
+
+def test_rows_without_text_are_reported_within_bounds(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rows = [{"text": "one real row"}] + [{"text": "\u200b"}] * 50
+    (docs / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = _index(tmp_path / "idx", docs)
+    assert report.added == 1 and len(report.skipped) == 21
+    assert report.skipped[-1].row_id == "*" and report.skipped[-1].reason.startswith("30 more")
