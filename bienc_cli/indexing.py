@@ -209,10 +209,9 @@ def run_index(
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
         model = _choose_model(request, None if request.rebuild else manifest)
         model = _with_backend(model, request, manifest)
-        if request.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
-            (encoder_factory or load_encoder)(
-                model
-            )  # asked for: export now, even with nothing to encode
+        if model.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
+            # chosen by name: export now, even with nothing to encode (auto waits for vectors)
+            (encoder_factory or load_encoder)(model)
         report.model = model.name
         roots, options = _effective_sources(request, manifest)
         plan = _scan(request, roots, options, previous, report, progress)
@@ -233,16 +232,17 @@ def run_index(
             _skipped_files(report),
             skipped_rows,
         )
-        ef_changed = manifest is not None and (
+        settings_changed = manifest is not None and (
             manifest["hnsw"]["ef"] != request.settings.ef
             or manifest["model"].get("backend") != _query_backend(model)
+            or manifest["model"].get("backend_choice") != model.backend
         )
         if (
             new_rows
             or removed_ids
             or plan.restat
             or request.rebuild
-            or ef_changed
+            or settings_changed
             or remembered != now
         ):
             _write(
@@ -270,24 +270,39 @@ def run_index(
 def _with_backend(
     model: ModelInfo, request: IndexRequest, manifest: dict[str, Any] | None
 ) -> ModelInfo:
-    """The backend: this run's, else the index's, else auto.
+    """The backend: this run's --backend, else the one the index remembers, else auto.
 
-    --rebuild forgets a stored onnx or sentence-transformers (the same vectors, and perhaps
-    only a fallback of auto) but keeps onnx-int8, the one choice that changes the vectors.
+    The index remembers the choice (``backend_choice``) apart from the backend its queries
+    use: an auto index that has encoded nothing yet (an empty folder) has no ONNX export and
+    queries that would use sentence-transformers, but it exports the first time it encodes.
+    Only the vectors an index holds constrain the choice: int8 ones are never mixed with
+    fp32 ones, and an index without vectors can switch freely.
     """
-    stored = manifest["model"].get("backend") if manifest else None
-    if request.rebuild and stored != "onnx-int8":
-        stored = None
-    backend = request.backend or stored or "auto"
+    backend = request.backend or remembered_backend(manifest) or "auto"
     if backend not in BACKENDS:
         raise UsageError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if stored and not request.rebuild and (stored == "onnx-int8") != (backend == "onnx-int8"):
+    held = None
+    if manifest and manifest["counts"]["chunks"] and not request.rebuild:
+        held = manifest["model"].get("backend")
+    if held and (held == "onnx-int8") != (backend == "onnx-int8"):
         raise UsageError(
-            f"index at {request.root} holds {_precision(stored)} vectors; encoding with "
+            f"index at {request.root} holds {_precision(held)} vectors; encoding with "
             f"--backend {backend} would mix in {_precision(backend)} ones: add --rebuild"
         )
     folder = store.onnx_dir(request.root, model.fingerprint, backend)
     return dataclasses.replace(model, backend=backend, onnx_dir=str(folder))
+
+
+def remembered_backend(manifest: dict[str, Any] | None) -> str | None:
+    """The --backend the index was built with, if it recorded one."""
+    if manifest is None:
+        return None
+    stored = manifest["model"]
+    if "backend_choice" in stored:
+        return stored["backend_choice"]
+    # Written before the choice was recorded: only the backend queries use is known, and
+    # sentence-transformers there may be auto's fallback, or an index that encoded nothing.
+    return "onnx-int8" if stored.get("backend") == "onnx-int8" else None
 
 
 def _precision(backend: str) -> str:
@@ -666,7 +681,8 @@ def _write(
             "max_seq_length": model.max_seq_length,
             "pooling": model.pooling,
             "normalize": True,  # bienc stores unit vectors whatever the model does
-            "backend": _query_backend(model),
+            "backend": _query_backend(model),  # what queries use
+            "backend_choice": model.backend,  # what the next run encodes with, unless told
             "onnx_dir": str(store.onnx_dir(Path(), model.fingerprint, _query_backend(model))),
         },
         "chunking": {
