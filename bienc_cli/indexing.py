@@ -45,6 +45,7 @@ from bienc_cli.errors import (
 )
 from bienc_cli.readers import TableOptions, read_file
 from bienc_cli.sources import SourceOptions, discover
+from bienc_cli.tables import ROW_REPORT_LIMIT
 
 if TYPE_CHECKING:
     import numpy as np
@@ -209,30 +210,40 @@ def run_index(
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
         model = _choose_model(request, None if request.rebuild else manifest)
         model = _with_backend(model, request, manifest)
-        if request.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
-            (encoder_factory or load_encoder)(
-                model
-            )  # asked for: export now, even with nothing to encode
+        if model.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
+            # chosen by name: export now, even with nothing to encode (auto waits for vectors)
+            (encoder_factory or load_encoder)(model)
         report.model = model.name
         roots, options = _effective_sources(request, manifest)
         plan = _scan(request, roots, options, previous, report, progress)
+        _report_remembered_skips(plan, previous, report)
         removed_ids = _removed_documents(plan, previous, roots)
         new_rows, vectors = _chunk_and_encode(
             plan.new_docs, model, request, previous, report, encoder_factory, progress
         )
-        _count(report, plan, previous, removed_ids)
-        remembered = (manifest["sources"], manifest.get("skipped_files")) if manifest else None
-        now = ({"roots": roots, "options": _jsonable(options)}, _skipped_files(report))
-        ef_changed = manifest is not None and (
+        _count(report, previous, removed_ids, {row.doc.doc_id for row in new_rows})
+        skipped_rows = _skipped_rows(report, plan, previous, removed_ids, new_rows)
+        remembered = (
+            (manifest["sources"], manifest.get("skipped_files"), manifest.get("skipped_rows", {}))
+            if manifest
+            else None
+        )
+        now = (
+            {"roots": roots, "options": _jsonable(options)},
+            _skipped_files(report),
+            skipped_rows,
+        )
+        settings_changed = manifest is not None and (
             manifest["hnsw"]["ef"] != request.settings.ef
             or manifest["model"].get("backend") != _query_backend(model)
+            or manifest["model"].get("backend_choice") != model.backend
         )
         if (
             new_rows
             or removed_ids
             or plan.restat
             or request.rebuild
-            or ef_changed
+            or settings_changed
             or remembered != now
         ):
             _write(
@@ -245,12 +256,14 @@ def run_index(
                 removed_ids,
                 new_rows,
                 vectors,
+                skipped_rows,
                 report,
             )
         elif live:
             report.documents = live.manifest["counts"]["documents"]
             report.chunks = live.live_count
         store.EmbeddingCache(root, model.vector_space).clear()  # its vectors are published now
+    report.skipped.sort(key=lambda item: item.path)  # stable: a file's rows stay in order
     report.seconds = time.monotonic() - started
     return report
 
@@ -279,24 +292,39 @@ def check_request(request: IndexRequest) -> None:
 def _with_backend(
     model: ModelInfo, request: IndexRequest, manifest: dict[str, Any] | None
 ) -> ModelInfo:
-    """The backend: this run's, else the index's, else auto.
+    """The backend: this run's --backend, else the one the index remembers, else auto.
 
-    --rebuild forgets a stored onnx or sentence-transformers (the same vectors, and perhaps
-    only a fallback of auto) but keeps onnx-int8, the one choice that changes the vectors.
+    The index remembers the choice (``backend_choice``) apart from the backend its queries
+    use: an auto index that has encoded nothing yet (an empty folder) has no ONNX export and
+    queries that would use sentence-transformers, but it exports the first time it encodes.
+    Only the vectors an index holds constrain the choice: int8 ones are never mixed with
+    fp32 ones, and an index without vectors can switch freely.
     """
-    stored = manifest["model"].get("backend") if manifest else None
-    if request.rebuild and stored != "onnx-int8":
-        stored = None
-    backend = request.backend or stored or "auto"
+    backend = request.backend or remembered_backend(manifest) or "auto"
     if backend not in BACKENDS:
         raise UsageError(f"unknown --backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if stored and not request.rebuild and (stored == "onnx-int8") != (backend == "onnx-int8"):
+    held = None
+    if manifest and manifest["counts"]["chunks"] and not request.rebuild:
+        held = manifest["model"].get("backend")
+    if held and (held == "onnx-int8") != (backend == "onnx-int8"):
         raise UsageError(
-            f"index at {request.root} holds {_precision(stored)} vectors; encoding with "
+            f"index at {request.root} holds {_precision(held)} vectors; encoding with "
             f"--backend {backend} would mix in {_precision(backend)} ones: add --rebuild"
         )
     folder = store.onnx_dir(request.root, model.fingerprint, backend)
     return dataclasses.replace(model, backend=backend, onnx_dir=str(folder))
+
+
+def remembered_backend(manifest: dict[str, Any] | None) -> str | None:
+    """The --backend the index was built with, if it recorded one."""
+    if manifest is None:
+        return None
+    stored = manifest["model"]
+    if "backend_choice" in stored:
+        return stored["backend_choice"]
+    # Written before the choice was recorded: only the backend queries use is known, and
+    # sentence-transformers there may be auto's fallback, or an index that encoded nothing.
+    return "onnx-int8" if stored.get("backend") == "onnx-int8" else None
 
 
 def _precision(backend: str) -> str:
@@ -529,14 +557,23 @@ def _chunk_and_encode(
         load_tokenizer(model), model.max_seq_length, request.settings.overlap
     )
     rows: list[_Row] = []
+    empty: dict[str, int] = {}  # path -> documents without chunks, for flood control
     for doc in docs:
         chunks = chunker.chunk(doc.text)
         if not chunks:
-            report.skipped.append(Skipped(doc.path, "no text to index", row_id=doc.row_id))
+            empty[doc.path] = empty.get(doc.path, 0) + 1
+            if empty[doc.path] <= ROW_REPORT_LIMIT:
+                report.skipped.append(Skipped(doc.path, "no text to index", row_id=doc.row_id))
             continue
         doc_hash = text_hash(doc.text)
         for chunk in chunks:
             rows.append(_Row(doc, chunk, doc_hash, text_hash(chunk.text), len(chunks)))
+    for path, count in empty.items():
+        if count > ROW_REPORT_LIMIT:  # one line for the rest, as the table readers do
+            more = count - ROW_REPORT_LIMIT
+            report.skipped.append(
+                Skipped(path, f"{more} more rows with no text to index", row_id="*")
+            )
     vectors = np.zeros((len(rows), model.dim), dtype=np.float32)
     reuse = previous.chunk_label if previous and not request.rebuild else {}
     reused = [i for i, r in enumerate(rows) if r.chunk_hash in reuse]
@@ -594,13 +631,21 @@ def _encode_blocks(
         cache.append([rows[i].chunk_hash for i in block], encoded)
 
 
-def _count(report: RunReport, plan: _Plan, previous: _Previous | None, removed: set[str]) -> None:
+def _count(
+    report: RunReport, previous: _Previous | None, removed: set[str], written: set[str]
+) -> None:
+    """Documents added, updated, removed and kept, counted from what the new generation holds.
+
+    ``written`` are the documents this run encoded rows for; a document read but left
+    without chunks (no text to index) is reported as skipped, not added. So the counts add
+    up: documents after = documents before + added - removed, and every old document is
+    exactly one of updated, removed or unchanged.
+    """
     old_ids = set(previous.doc_path) if previous else set()
-    new_ids = {d.doc_id for d in plan.new_docs}
-    report.added = len(new_ids - old_ids)
-    report.updated = len(new_ids & old_ids)
-    report.removed = len(removed - new_ids)
-    report.unchanged = len(old_ids - removed - new_ids)
+    report.added = len(written - old_ids)
+    report.updated = len(written & old_ids)
+    report.removed = len(removed - written)
+    report.unchanged = len(old_ids - removed - written)
 
 
 def _write(
@@ -613,6 +658,7 @@ def _write(
     removed_ids: set[str],
     new_rows: list[_Row],
     vectors: np.ndarray | None,
+    skipped_rows: dict[str, list[dict[str, Any]]],
     report: RunReport,
 ) -> None:
     import pyarrow as pa
@@ -657,7 +703,8 @@ def _write(
             "max_seq_length": model.max_seq_length,
             "pooling": model.pooling,
             "normalize": True,  # bienc stores unit vectors whatever the model does
-            "backend": _query_backend(model),
+            "backend": _query_backend(model),  # what queries use
+            "backend_choice": model.backend,  # what the next run encodes with, unless told
             "onnx_dir": str(store.onnx_dir(Path(), model.fingerprint, _query_backend(model))),
         },
         "chunking": {
@@ -682,6 +729,8 @@ def _write(
         "sources": {"roots": roots, "options": _jsonable(options)},
         # Files skipped on purpose (empty, binary, too large), so `info` does not call them new.
         "skipped_files": _skipped_files(report),
+        # What the reading of each indexed file skipped, reported again while it is unchanged.
+        "skipped_rows": skipped_rows,
         "last_run": {
             "added": report.added,
             "updated": report.updated,
@@ -696,6 +745,48 @@ def _write(
     report.documents = documents
     report.chunks = live
     report.compacted = compact
+
+
+def _report_remembered_skips(plan: _Plan, previous: _Previous | None, report: RunReport) -> None:
+    """Report again what was skipped inside files that are not read again because they did
+    not change (a broken JSONL line stays broken): cron hears about it every run, as it
+    does about files that cannot be read at all."""
+    if previous is None:
+        return
+    remembered = previous.generation.manifest.get("skipped_rows", {})
+    for path in sorted(plan.unchanged_paths & remembered.keys()):
+        for item in remembered[path]:
+            report.skipped.append(
+                Skipped(path, item["reason"], error=item["error"], row_id=item["row_id"])
+            )
+
+
+def _skipped_rows(
+    report: RunReport,
+    plan: _Plan,
+    previous: _Previous | None,
+    removed: set[str],
+    new_rows: list[_Row],
+) -> dict[str, list[dict[str, Any]]]:
+    """For each file the new generation holds documents of, what the reading that produced
+    them skipped: this run's for a file read now, else what the previous generation kept."""
+    remembered = previous.generation.manifest.get("skipped_rows", {}) if previous else {}
+    read_now = plan.seen_paths - plan.unchanged_paths
+    fresh: dict[str, list[dict[str, Any]]] = {}
+    for item in report.skipped:
+        if item.path in read_now:
+            fresh.setdefault(item.path, []).append(
+                {"row_id": item.row_id, "reason": item.reason, "error": item.error}
+            )
+    held = {row.doc.path for row in new_rows}
+    if previous:
+        held.update(path for doc_id, path in previous.doc_path.items() if doc_id not in removed)
+    out = {}
+    for path in sorted(held):
+        skips = fresh.get(path) if path in read_now else remembered.get(path)
+        if skips:
+            out[path] = skips
+    return out
 
 
 def _skipped_files(report: RunReport, limit: int = 10_000) -> dict[str, list[int]]:

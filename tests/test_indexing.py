@@ -290,3 +290,173 @@ def test_int8_vectors_are_never_mixed_with_fp32_ones(corpus, tmp_path, fake_enco
     assert store.open_index(root).manifest["model"]["backend"] == "sentence-transformers"
     with pytest.raises(UsageError, match="fp32 vectors.*--rebuild"):
         run_index(IndexRequest(root=root, backend="onnx-int8"))
+
+
+def _errors(report):
+    return [(s.path, s.row_id, s.reason) for s in report.errors]
+
+
+def test_row_errors_are_reported_every_run_while_they_persist(tmp_path, fake_encoder):
+    """A broken JSONL line in an unchanged file is not read again, but is reported again."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    table = docs / "t.jsonl"
+    table.write_text('{"text": "good row about owls"}\n{"text": broken\n{"text": ""}\n')
+    root = tmp_path / "idx"
+    first = _index(root, docs)
+    second = run_index(IndexRequest(root=root))
+    assert first.exit_status == second.exit_status == 3
+    assert _errors(first) == _errors(second) == [(str(table), "line 2", _errors(first)[0][2])]
+    assert [s.reason for s in second.skipped] == [s.reason for s in first.skipped]  # no text too
+    assert second.unchanged == 1 and second.generation is None  # not read, nothing written
+    third = run_index(IndexRequest(root=root, sources=[str(docs)]))  # given again: the same
+    assert _errors(third) == _errors(first)
+    table.write_text('{"text": "good row about owls"}\n{"text": "mended"}\n')
+    fixed = run_index(IndexRequest(root=root))
+    assert fixed.exit_status == 0 and fixed.skipped == [] and fixed.added == 1
+    assert run_index(IndexRequest(root=root)).exit_status == 0
+
+
+def test_row_errors_survive_runs_that_write_for_other_reasons(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "t.jsonl").write_text('{"text": "good row"}\n{"text": broken\n')
+    root = tmp_path / "idx"
+    first = _index(root, docs)
+    (docs / "other.txt").write_text("A new file makes the next run write a generation.")
+    second = run_index(IndexRequest(root=root))
+    assert second.generation == 2 and _errors(second) == _errors(first)
+    third = run_index(IndexRequest(root=root, ef=64))  # written again, the table still unread
+    assert third.generation == 3 and _errors(third) == _errors(first)
+    (docs / "t.jsonl").unlink()  # its errors go with it
+    assert run_index(IndexRequest(root=root)).exit_status == 0
+
+
+def test_documents_without_text_are_skipped_not_added(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Real text about cats.")
+    (docs / "zero-width.txt").write_text("\u200b\u200b\u200b")  # read, but no token in it
+    (docs / "soft-hyphens.txt").write_text("\u00ad\u00ad")
+    root = tmp_path / "idx"
+    report = _index(root, docs)
+    assert (report.added, report.documents) == (1, 1)
+    assert sorted(os.path.basename(s.path) for s in report.skipped) == [
+        "soft-hyphens.txt",
+        "zero-width.txt",
+    ]
+    (docs / "a.txt").write_text("\u200b")  # an indexed document whose text is gone: removed
+    report = run_index(IndexRequest(root=root))
+    assert (report.added, report.updated, report.removed, report.documents) == (0, 0, 1, 0)
+    assert len(report.skipped) == 3
+
+
+def test_rows_without_text_are_reported_within_bounds(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    rows = [{"text": "one real row"}] + [{"text": "\u200b"}] * 50
+    (docs / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = _index(tmp_path / "idx", docs)
+    assert report.added == 1 and len(report.skipped) == 21
+    assert report.skipped[-1].row_id == "*" and report.skipped[-1].reason.startswith("30 more")
+
+
+@pytest.fixture
+def exporting_encoder(fake_encoder, monkeypatch):
+    """The fake encoder behind a factory that, as load_encoder does, makes the model's ONNX
+    export on first use for every backend but sentence-transformers."""
+    from bienc_cli.encoder import _ONNX_FILES
+
+    def factory(model):
+        if model.backend != "sentence-transformers":
+            os.makedirs(model.onnx_dir, exist_ok=True)
+            for name in _ONNX_FILES:
+                with open(os.path.join(model.onnx_dir, name), "w") as f:
+                    f.write("fake")
+        return fake_encoder
+
+    monkeypatch.setattr("bienc_cli.indexing.load_encoder", factory)
+    return fake_encoder
+
+
+def _backend(root):
+    model = store.open_index(root).manifest["model"]
+    exported = (root / store.MODELS / model["fingerprint"]).is_dir()
+    return model["backend"], model["backend_choice"], exported
+
+
+@pytest.mark.parametrize("start", ["empty folder", "every file skipped"])
+def test_auto_index_built_without_vectors_exports_once_it_has_some(
+    tmp_path, exporting_encoder, start
+):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    if start == "every file skipped":
+        (docs / "empty.txt").write_text("")
+        (docs / "image.txt").write_bytes(b"\x00\x01binary\x00" * 50)
+        (docs / "no-text.txt").write_text("\u200b")
+    root = tmp_path / "idx"
+    report = _index(root, docs)
+    assert report.documents == 0 and report.generation == 1
+    assert _backend(root) == ("sentence-transformers", "auto", False)  # nothing pinned
+    (docs / "owls.txt").write_text("Owls hunt mice at night.\n")
+    report = run_index(IndexRequest(root=root))
+    assert report.added == 1 and report.backend == "auto"
+    assert _backend(root) == ("onnx", "auto", True)
+    hits = search(root, ["Owls hunt mice at night."], QueryOptions(k=1))[0]
+    assert hits[0].path == str(docs / "owls.txt")
+
+
+def test_an_explicit_backend_is_remembered_even_without_vectors(tmp_path, exporting_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    root = tmp_path / "idx"
+    _index(root, docs, backend="sentence-transformers")
+    (docs / "owls.txt").write_text("Owls hunt mice at night.\n")
+    assert run_index(IndexRequest(root=root)).backend == "sentence-transformers"
+    assert _backend(root) == ("sentence-transformers", "sentence-transformers", False)
+    run_index(IndexRequest(root=root, rebuild=True))  # a rebuild keeps it too
+    assert _backend(root) == ("sentence-transformers", "sentence-transformers", False)
+    run_index(IndexRequest(root=root, backend="auto"))  # until told otherwise
+    # auto is remembered now, and exports when it next encodes (--backend onnx: at once)
+    assert _backend(root) == ("sentence-transformers", "auto", False)
+    (docs / "bats.txt").write_text("Bats hunt moths at night.\n")
+    run_index(IndexRequest(root=root))
+    assert _backend(root) == ("onnx", "auto", True)
+
+
+def test_an_index_without_vectors_may_switch_to_int8_without_rebuild(tmp_path, fake_encoder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    root = tmp_path / "idx"
+    _index(root, docs)
+    (docs / "owls.txt").write_text("Owls hunt mice at night.\n")
+    run_index(IndexRequest(root=root, backend="onnx-int8"))  # nothing of fp32 to mix with
+    assert store.open_index(root).manifest["model"]["backend_choice"] == "onnx-int8"
+    with pytest.raises(UsageError, match="int8 vectors.*--rebuild"):
+        run_index(IndexRequest(root=root, backend="auto"))
+
+
+@pytest.mark.slow
+def test_real_model_exports_to_onnx_when_an_empty_index_gets_documents(tmp_path):
+    from typer.testing import CliRunner
+
+    from bienc_cli.cli import app
+    from bienc_cli.encoder import is_onnx_export
+
+    def bienc(*args):
+        return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    docs, root = tmp_path / "docs", tmp_path / "idx"
+    docs.mkdir()
+    assert bienc("index", docs, "--index", root, "-q").exit_code == 0
+    assert not (root / store.MODELS).exists()  # nothing encoded, nothing exported yet
+    (docs / "owls.txt").write_text("Owls hunt mice at night.\n")
+    (docs / "bread.txt").write_text("Bread dough needs flour, water, salt and yeast.\n")
+    result = bienc("index", "--index", root, "-q", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["backend"] == "onnx"
+    model = store.open_index(root).manifest["model"]
+    assert (model["backend"], model["backend_choice"]) == ("onnx", "auto")
+    assert is_onnx_export(root / store.MODELS / model["fingerprint"])
+    hits = json.loads(bienc("query", "birds that hunt at night", "-i", root, "-f", "json").stdout)
+    assert hits[0]["path"] == str(docs / "owls.txt")
