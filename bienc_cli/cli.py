@@ -90,7 +90,10 @@ def _handle_errors(command: F) -> F:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"bienc: error: {message}\n")
+    from bienc_cli.documents import printable
+
+    # A file name that is not UTF-8 is shown as caf\xe9, as the run report shows it.
+    sys.stderr.write(f"bienc: error: {printable(message)}\n")
 
 
 def _version(value: bool) -> None:
