@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from bienc_cli import __version__, store
 from bienc_cli.chunking import Chunk, Chunker, chunk_tokens
-from bienc_cli.documents import Document, Note, Skipped
+from bienc_cli.documents import Document, Note, Skipped, printable, real_path, stored_path
 from bienc_cli.encoder import (
     BACKENDS,
     Encoder,
@@ -44,7 +44,7 @@ from bienc_cli.errors import (
     UsageError,
 )
 from bienc_cli.readers import TableOptions, read_file
-from bienc_cli.sources import SourceOptions, discover
+from bienc_cli.sources import SourceOptions, discover, is_gone, may_exist
 from bienc_cli.tables import ROW_REPORT_LIMIT
 
 if TYPE_CHECKING:
@@ -140,10 +140,15 @@ class RunReport:
             "compacted": self.compacted,
             "seconds": round(self.seconds, 3),
             "skipped": [
-                {"path": s.path, "row_id": s.row_id, "reason": s.reason, "error": s.error}
+                {
+                    "path": printable(s.path),
+                    "row_id": s.row_id,
+                    "reason": s.reason,
+                    "error": s.error,
+                }
                 for s in self.skipped
             ],
-            "notes": [{"path": n.path, "message": n.message} for n in self.notes],
+            "notes": [{"path": printable(n.path), "message": n.message} for n in self.notes],
         }
 
 
@@ -157,6 +162,7 @@ class _Previous:
     doc_hash: dict[str, str]  # doc_id -> doc_hash
     doc_path: dict[str, str]  # doc_id -> path
     chunk_label: dict[str, int]  # chunk_hash -> a label holding that chunk's vector
+    stored_id: dict[str, str]  # doc_id -> the doc_id column's value (see documents.stored_path)
 
     @classmethod
     def load(cls, generation: store.Generation) -> _Previous:
@@ -165,13 +171,16 @@ class _Previous:
             ["label", "doc_id", "path", "size", "mtime_ns", "doc_hash", "chunk_hash"]
         )
         data = cols.to_pydict()
-        file_stat, doc_hash, doc_path, chunk_label = {}, {}, {}, {}
-        for i, doc_id in enumerate(data["doc_id"]):
-            file_stat[data["path"][i]] = (data["size"][i], data["mtime_ns"][i])
+        file_stat, doc_hash, doc_path, chunk_label, stored_id = {}, {}, {}, {}, {}
+        for i, stored in enumerate(data["doc_id"]):
+            # The planner compares with what discovery finds: paths as os.fsdecode makes them.
+            path, doc_id = _real_ids(data["path"][i], stored)
+            file_stat[path] = (data["size"][i], data["mtime_ns"][i])
             doc_hash[doc_id] = data["doc_hash"][i]
-            doc_path[doc_id] = data["path"][i]
+            doc_path[doc_id] = path
             chunk_label[data["chunk_hash"][i]] = data["label"][i]
-        return cls(generation, table, file_stat, doc_hash, doc_path, chunk_label)
+            stored_id[doc_id] = stored
+        return cls(generation, table, file_stat, doc_hash, doc_path, chunk_label, stored_id)
 
 
 @dataclass
@@ -184,6 +193,8 @@ class _Plan:
     seen_paths: set[str] = field(default_factory=set)
     unchanged_paths: set[str] = field(default_factory=set)  # same size and mtime: not read
     unreadable_paths: set[str] = field(default_factory=set)  # keep their old documents
+    # Paths that could not be examined (Skipped.keep): documents at or under them are kept.
+    unseen: dict[str, Skipped] = field(default_factory=dict)
 
 
 def run_index(
@@ -214,10 +225,11 @@ def run_index(
             # chosen by name: export now, even with nothing to encode (auto waits for vectors)
             (encoder_factory or load_encoder)(model)
         report.model = model.name
-        roots, options = _effective_sources(request, manifest)
+        roots, options, gone = _effective_sources(request, manifest)
         plan = _scan(request, roots, options, previous, report, progress)
         _report_remembered_skips(plan, previous, report)
         removed_ids = _removed_documents(plan, previous, roots)
+        _explain_kept_and_gone(report, plan, previous, removed_ids, gone)
         new_rows, vectors = _chunk_and_encode(
             plan.new_docs, model, request, previous, report, encoder_factory, progress
         )
@@ -391,8 +403,8 @@ def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> Mod
 
 def _effective_sources(
     request: IndexRequest, manifest: dict[str, Any] | None
-) -> tuple[list[str], dict[str, Any]]:
-    """Roots to scan and the options to scan them with.
+) -> tuple[list[str], dict[str, Any], list[str]]:
+    """Roots to scan, the options to scan them with, and the remembered roots that are gone.
 
     Every remembered root is scanned again, so that a plain re-run sees deletions everywhere;
     options set in this run replace the remembered ones. ``--rebuild`` with sources forgets
@@ -402,23 +414,35 @@ def _effective_sources(
     defaults = dataclasses.asdict(SourceOptions()) | {"text_columns": (), "id_column": None}
     options = defaults | stored["options"] | request.options
     given = [_absolute_source(s) for s in request.sources]
-    remembered = [] if (request.rebuild and given) else existing_roots(stored["roots"])
-    roots = list(dict.fromkeys([*remembered, *given]))
+    remembered = [] if (request.rebuild and given) else list(stored["roots"])
+    present = existing_roots(remembered, _source_options(options))
+    gone = [r for r in remembered if r not in present and r not in given]
+    roots = list(dict.fromkeys([*present, *given]))
     if not roots and not request.stdin_paths:
+        # Every source gone at once looks more like an unmounted disk than a decision:
+        # touch nothing (as rsync refuses a missing source), and say how to go on.
+        if gone:
+            raise UsageError(
+                f"nothing to index: every source the index remembers is gone "
+                f"({printable(', '.join(gone))}); the index is unchanged. Give SOURCE paths "
+                "(with --rebuild to forget the old ones)"
+            )
         raise UsageError(
             "nothing to index: give one or more SOURCE paths (or - to read them from stdin)"
         )
-    return roots, options
+    return roots, options, gone
 
 
-def existing_roots(roots: Sequence[str]) -> list[str]:
-    """Remembered roots that still exist; documents under vanished ones are then removed
-    because their files are gone, instead of the run failing on a missing path."""
-    return [
-        r
-        for r in roots
-        if os.path.exists(r) or (glob.has_magic(r) and glob.glob(r, recursive=True))
-    ]
+def existing_roots(roots: Sequence[str], options: SourceOptions | None = None) -> list[str]:
+    """Remembered roots that are not gone for sure (see sources.is_gone): a root that cannot
+    be examined stays, so that the scan reports it and its documents are kept; documents
+    under a vanished one are removed, because their files are gone."""
+    options = options or SourceOptions()
+    return [r for r in roots if not is_gone(r, options)]
+
+
+def _source_options(options: dict[str, Any]) -> SourceOptions:
+    return SourceOptions(**{k: _tuple(options[k]) for k in SOURCE_OPTION_NAMES})
 
 
 def _absolute_source(source: str) -> str:
@@ -434,15 +458,20 @@ def _scan(
     report: RunReport,
     progress: ProgressFn | None,
 ) -> _Plan:
-    source_options = SourceOptions(**{k: _tuple(options[k]) for k in SOURCE_OPTION_NAMES})
+    source_options = _source_options(options)
     table_options = TableOptions(
         text_columns=tuple(options["text_columns"] or ()), id_column=options["id_column"]
     )
     plan = _Plan()
     files = 0
-    for item in discover(roots, source_options, stdin_paths=request.stdin_paths):
+    found = discover(
+        roots, source_options, stdin_paths=request.stdin_paths, index=str(request.root)
+    )
+    for item in found:
         if isinstance(item, Skipped):
             report.skipped.append(item)
+            if item.keep is not None:
+                plan.unseen[item.keep] = item
             continue
         plan.seen_paths.add(item.path)
         files += 1
@@ -475,7 +504,7 @@ def _forget_file(plan: _Plan, path: str, new_docs_before: int, restat_before: se
         del plan.restat[doc_id]
         plan.seen_docs.discard(doc_id)
     plan.seen_paths.discard(path)
-    if os.path.exists(path):
+    if may_exist(path):
         plan.unreadable_paths.add(path)
 
 
@@ -505,6 +534,8 @@ def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]
             removed.add(doc_id)
         elif path in plan.unchanged_paths or path in plan.unreadable_paths:
             continue
+        elif plan.unseen and _unseen_above(path, plan.unseen) is not None:
+            continue  # could not be looked at: not the same as deleted
         elif path in plan.seen_paths:
             if doc_id not in plan.seen_docs:
                 removed.add(doc_id)  # a row that left its table, or a file now empty/binary
@@ -512,10 +543,58 @@ def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]
             removed.add(doc_id)  # deleted, or now ignored / excluded
         else:
             if path not in exists:
-                exists[path] = os.path.exists(path)
+                exists[path] = may_exist(path)
             if not exists[path]:
                 removed.add(doc_id)
     return removed
+
+
+def _unseen_above(path: str, unseen: dict[str, Skipped]) -> str | None:
+    """The path in ``unseen`` that is ``path`` or a folder above it, if any."""
+    current = path
+    while True:
+        if current in unseen:
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def _explain_kept_and_gone(
+    report: RunReport,
+    plan: _Plan,
+    previous: _Previous | None,
+    removed: set[str],
+    gone: list[str],
+) -> None:
+    """Say in the report what happened to the documents of what could not be looked at
+    (kept) and of remembered roots that are gone (removed, and the root forgotten)."""
+    kept: dict[str, int] = {}
+    lost: dict[str, int] = {}
+    for doc_id, path in (previous.doc_path if previous else {}).items():
+        if doc_id in removed:
+            root = next((r for r in gone if _under(path, [r])), None)
+            if root is not None:
+                lost[root] = lost.get(root, 0) + 1
+        elif plan.unseen:
+            where = _unseen_above(path, plan.unseen)
+            if where is not None:
+                kept[where] = kept.get(where, 0) + 1
+    for i, item in enumerate(report.skipped):
+        if item.keep is not None and kept.get(item.keep):
+            n = kept.pop(item.keep)
+            reason = f"{item.reason}; kept its {_documents(n)} from the last run"
+            report.skipped[i] = dataclasses.replace(item, reason=reason)
+    for root in gone:
+        reason = "gone: no longer indexed"
+        if lost.get(root):
+            reason += f", its {_documents(lost[root])} removed"
+        report.skipped.append(Skipped(root, reason, error=True))
+
+
+def _documents(n: int) -> str:
+    return f"{n} document{'s' if n != 1 else ''}"
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -670,11 +749,13 @@ def _write(
     kept = previous.table if previous else store.sidecar_schema().empty_table()
     removed_labels: list[int] = []
     if previous and removed_ids:
-        drop = pc.is_in(kept["doc_id"], pa.array(sorted(removed_ids), pa.string()))
+        stored_ids = sorted(previous.stored_id[d] for d in removed_ids)
+        drop = pc.is_in(kept["doc_id"], pa.array(stored_ids, pa.string()))
         removed_labels = kept.filter(drop)["label"].to_pylist()
         kept = kept.filter(pc.invert(drop))
     if plan.restat:
-        kept = _restat(kept, plan.restat)
+        assert previous is not None  # only documents of the previous generation are restat
+        kept = _restat(kept, {previous.stored_id[d]: st for d, st in plan.restat.items()})
     new_labels = list(range(next_label, next_label + len(new_rows)))
     table = pa.concat_tables([kept, _rows_table(new_rows, new_labels)]).sort_by("label")
 
@@ -790,6 +871,8 @@ def _skipped_rows(
 
 
 def _skipped_files(report: RunReport, limit: int = 10_000) -> dict[str, list[int]]:
+    import stat as stat_module
+
     out = {}
     for item in report.skipped:
         if item.row_id is None and not item.error and len(out) < limit:
@@ -797,7 +880,10 @@ def _skipped_files(report: RunReport, limit: int = 10_000) -> dict[str, list[int
                 stat = os.stat(item.path)
             except OSError:
                 continue
-            out[item.path] = [stat.st_size, stat.st_mtime_ns]
+            # Files only: a folder's mtime (an index skipped in the tree, a symlinked
+            # folder) changes with its contents and would make every run write.
+            if stat_module.S_ISREG(stat.st_mode):
+                out[item.path] = [stat.st_size, stat.st_mtime_ns]
     return out
 
 
@@ -851,8 +937,8 @@ def _rows_table(rows: list[_Row], labels: list[int]) -> pa.Table:
     for label, row in zip(labels, rows):
         doc, chunk = row.doc, row.chunk
         columns["label"].append(label)
-        columns["doc_id"].append(_clean(doc.doc_id))
-        columns["path"].append(_clean(doc.path))
+        columns["doc_id"].append(_stored_doc_id(doc))
+        columns["path"].append(stored_path(doc.path))
         columns["row_id"].append(None if doc.row_id is None else _clean(doc.row_id))
         columns["kind"].append(doc.kind)
         columns["chunk"].append(chunk.index)
@@ -872,6 +958,21 @@ def _rows_table(rows: list[_Row], labels: list[int]) -> pa.Table:
             _clean(json.dumps(doc.meta, ensure_ascii=False, default=str)) if doc.meta else None
         )
     return pa.Table.from_pydict(columns, schema=store.sidecar_schema())
+
+
+def _stored_doc_id(doc: Document) -> str:
+    """The doc_id column's value: the stored path, then the row part (``#row_id``) cleaned."""
+    if doc.doc_id.startswith(doc.path):
+        return stored_path(doc.path) + _clean(doc.doc_id[len(doc.path) :])
+    return _clean(doc.doc_id)
+
+
+def _real_ids(stored_path_: str, stored_doc_id: str) -> tuple[str, str]:
+    """The path and doc_id that ``_rows_table`` stored."""
+    path = real_path(stored_path_)
+    if stored_doc_id.startswith(stored_path_):
+        return path, path + stored_doc_id[len(stored_path_) :]
+    return path, stored_doc_id
 
 
 def _clean(text: str) -> str:

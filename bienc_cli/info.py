@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bienc_cli import store
-from bienc_cli.documents import Skipped
+from bienc_cli.documents import Skipped, printable, real_path
 from bienc_cli.indexing import existing_roots
 from bienc_cli.sources import SourceOptions, discover
 
@@ -50,13 +50,14 @@ def _stale(generation: store.Generation, limit: int) -> dict[str, Any]:
     indexed = {}
     table = generation.read_sidecar(columns=("path", "size", "mtime_ns"))
     for path, size, mtime in zip(*(table[c].to_pylist() for c in ("path", "size", "mtime_ns"))):
-        indexed[path] = (size, mtime)
+        indexed[real_path(path)] = (size, mtime)
     skipped = {p: tuple(stat) for p, stat in generation.manifest.get("skipped_files", {}).items()}
     stored = generation.manifest["sources"]
     names = {f.name for f in dataclasses.fields(SourceOptions)}
     options = SourceOptions(**{k: _tuple(v) for k, v in stored["options"].items() if k in names})
     added, changed, seen = [], [], set()
-    for item in discover(existing_roots(stored["roots"]), options):
+    roots = existing_roots(stored["roots"], options)
+    for item in discover(roots, options, index=str(generation.root)):
         if isinstance(item, Skipped):
             continue
         seen.add(item.path)
@@ -72,7 +73,7 @@ def _stale(generation: store.Generation, limit: int) -> dict[str, Any]:
         "added": len(added),
         "changed": len(changed),
         "removed": len(removed),
-        "examples": sorted(added + changed)[:limit] + removed[:limit],
+        "examples": [printable(p) for p in sorted(added + changed)[:limit] + removed[:limit]],
     }
 
 

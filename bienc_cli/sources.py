@@ -7,23 +7,29 @@ silently: listing them would flood the report.
 
 Only bad command-line arguments raise (UsageError, before anything is yielded); nothing found
 on disk does.
+
+Symlinks follow ripgrep's rule: one named on the command line (or on stdin) is followed; one
+found while walking, or reached through a glob's wildcards, is not, unless --follow-symlinks
+(then loops are cut). A bienc index found in the tree, and the index being written, are never
+sources.
 """
 
 from __future__ import annotations
 
 import errno
 import fnmatch
-import glob
+import json
 import os
+import re
 import stat
-import sys
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import pathspec
 
-from .documents import FileEntry, Skipped
+from . import store
+from .documents import FileEntry, Skipped, printable
 from .errors import UsageError
 from .tables import TABLE_SUFFIXES
 
@@ -42,7 +48,7 @@ class SourceOptions:
     exclude: tuple[str, ...] = ()  # glob patterns; matching files/dirs are dropped
     hidden: bool = False  # include dot-files and dot-folders
     max_file_size: int = 20 * 2**20  # bytes; larger non-table files are skipped
-    follow_symlinks: bool = False  # follow symlinked directories while walking
+    follow_symlinks: bool = False  # follow symlinks (files and folders) found while walking
     use_ignore_files: bool = True  # honour .gitignore and .biencignore
 
 
@@ -53,42 +59,54 @@ def read_path_list(stream: BinaryIO, *, null_separated: bool) -> list[str]:
         parts = data.split(b"\0")
     else:
         parts = [line.removesuffix(b"\r") for line in data.split(b"\n")]
-    # fsdecode keeps undecodable bytes (surrogateescape), so discover can report the name.
+    # fsdecode keeps undecodable bytes (surrogateescape): such a name is read like any other.
     return [os.fsdecode(part) for part in parts if part]
 
 
 def discover(
-    sources: Sequence[str], options: SourceOptions, *, stdin_paths: Iterable[str] = ()
+    sources: Sequence[str],
+    options: SourceOptions,
+    *,
+    stdin_paths: Iterable[str] = (),
+    index: str | None = None,
 ) -> Iterator[FileEntry | Skipped]:
     """Every file to index under ``sources`` (directories, files, glob patterns), each once.
 
-    Raises UsageError now, before anything is yielded, for a source that does not exist or a
-    pattern that matches nothing. ``stdin_paths`` are read lazily; a missing one is Skipped.
+    Raises UsageError now, before anything is yielded, for a source that does not exist, a
+    pattern that matches nothing, or a source that is (or is inside) a bienc index.
+    ``stdin_paths`` are read lazily; a missing one is Skipped. ``index``: the index being
+    written, left out silently wherever it is found.
     """
-    planned = [_plan(source, options) for source in sources]
-    return _Discovery(options).run(planned, stdin_paths)
+    discovery = _Discovery(options, index)
+    planned = [discovery.plan(source) for source in sources]
+    return discovery.run(planned, stdin_paths)
+
+
+def is_gone(source: str, options: SourceOptions) -> bool:
+    """Whether a remembered source is gone for sure: nothing is at its path, or, for a glob
+    pattern, nothing matches. A path that cannot be examined (permission denied, I/O error)
+    is not gone: its documents are kept."""
+    if os.path.lexists(source) or not _GLOB_MAGIC.intersection(source):
+        return not may_exist(source)
+    return not _expand_glob(source, hidden=options.hidden, follow=options.follow_symlinks)
+
+
+def may_exist(path: str) -> bool:
+    """False only when nothing is there; True too when the path cannot be examined."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
 class _GlobMatches:
     pattern: str
     root: str  # the pattern's leading directory without wildcards, absolute
-    matches: list[str]
-
-
-def _plan(source: str, options: SourceOptions) -> str | _GlobMatches:
-    if os.path.lexists(source):
-        return source
-    if not _GLOB_MAGIC.intersection(source):
-        raise UsageError(f"{source}: no such file or directory (check the path)")
-    extra = {"include_hidden": True} if options.hidden and sys.version_info >= (3, 11) else {}
-    matches = sorted(glob.glob(source, recursive=True, **extra))
-    if not matches:
-        raise UsageError(
-            f"the pattern {source!r} matches nothing (check it, or quote it so the shell "
-            "does not expand it)"
-        )
-    return _GlobMatches(source, os.path.abspath(_literal_prefix(source)), matches)
+    matches: list[tuple[str, Skipped | None]]  # path, or why it is not taken
 
 
 def _literal_prefix(pattern: str) -> str:
@@ -100,6 +118,91 @@ def _literal_prefix(pattern: str) -> str:
             break
         literal.append(part)
     return os.sep.join(literal) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+
+
+_NOT_FOLLOWED = "symlink (not followed; pass --follow-symlinks)"
+_DIR_NOT_FOLLOWED = "symlink to a directory (not followed; pass --follow-symlinks)"
+
+
+def _expand_glob(pattern: str, *, hidden: bool, follow: bool) -> list[tuple[str, Skipped | None]]:
+    """What ``pattern`` matches, as ``glob.glob(pattern, recursive=True)`` finds it, sorted.
+
+    Unlike glob.glob, a symlink reached through a wildcard or ``**`` is found, not named: it
+    is not followed unless ``follow``, and when followed, a folder that is its own ancestor is
+    a loop (glob.glob follows every link, and two looping links make it run for ever).
+    Literal components are named, and followed. A trailing ``**`` matches its folder (which
+    is then walked: the same files, under the walker's rules). Folders that cannot be listed
+    come back with a Skipped saying why, so that what was indexed under them is kept.
+    """
+    parts = pattern.split(os.sep)
+    first = next(i for i, part in enumerate(parts) if _GLOB_MAGIC.intersection(part))
+    base = os.sep.join(parts[:first]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    rest = [part for part in parts[first:] if part]  # "a//b" is "a/b"
+    dirs_only = pattern.endswith(os.sep)
+    if rest and rest[-1] == "**":
+        rest, dirs_only = rest[:-1], True
+    results: dict[str, Skipped | None] = {}
+    top = _identity(base)
+    stack: list[tuple[str, int, frozenset[tuple[int, int]]]] = [
+        (base, 0, frozenset({top} if top else ()))
+    ]
+    while stack:
+        directory, i, ancestors = stack.pop()
+        if i == len(rest):
+            if not dirs_only or os.path.isdir(directory):
+                results.setdefault(directory, None)
+            continue
+        part = rest[i]
+        if not _GLOB_MAGIC.intersection(part):
+            path = os.path.join(directory, part)
+            if i + 1 == len(rest) and not dirs_only:
+                if os.path.lexists(path):
+                    results.setdefault(path, None)
+            elif os.path.isdir(path):
+                stack.append((path, i + 1, ancestors))
+            continue
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as exc:
+            if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                reason = _os_reason(exc)
+                results[directory] = Skipped(directory, reason, error=True, keep=directory)
+            continue
+        if part == "**":
+            stack.append((directory, i + 1, ancestors))  # zero folders
+        for entry in entries:
+            name = entry.name
+            if name == ".git" or (name.startswith(".") and not hidden and part[0] != "."):
+                continue
+            if part != "**" and not fnmatch.fnmatch(name, part):
+                continue
+            path = os.path.join(directory, name)
+            last = i + 1 == len(rest) and part != "**"
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir()  # follows a link
+            except OSError:
+                is_link, is_dir = False, False
+            if last and not dirs_only:
+                why = _DIR_NOT_FOLLOWED if is_dir else _NOT_FOLLOWED
+                results.setdefault(path, Skipped(path, why) if is_link and not follow else None)
+                continue
+            if not is_dir:
+                continue
+            if is_link and not follow:
+                results.setdefault(path, Skipped(path, _DIR_NOT_FOLLOWED))
+                continue
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:
+                results.setdefault(path, Skipped(path, "symlink loop"))
+                continue
+            stack.append((path, i if part == "**" else i + 1, ancestors | {key}))
+    return sorted(results.items())
 
 
 @dataclass
@@ -114,12 +217,41 @@ class _Frame:
 
 
 class _Discovery:
-    def __init__(self, options: SourceOptions) -> None:
+    def __init__(self, options: SourceOptions, index: str | None = None) -> None:
         self.options = options
         self.include = _expand_globs(options.include)
         self.exclude = _expand_globs(options.exclude)
         self.ignores = _IgnoreFiles(options.use_ignore_files)
         self.seen: set[str] = set()
+        self.own_index = _identity(index) if index else None
+        self.index_dirs: dict[str, bool] = {}  # directory -> is it a bienc index
+
+    def plan(self, source: str) -> str | _GlobMatches:
+        """A source checked before anything is yielded: UsageError for a bad one."""
+        if os.path.lexists(source) or (may_exist(source) and not _GLOB_MAGIC.intersection(source)):
+            # (a path that cannot be examined is reported by the walk, as unreadable)
+            index = self._enclosing_index(os.path.abspath(source))
+            if index is not None:
+                what = (
+                    "a bienc index"
+                    if index == os.path.abspath(source)
+                    else f"inside the bienc index {printable(index)}"
+                )
+                raise UsageError(
+                    f"{printable(source)} is {what}; {_NEVER}: give the folders that hold "
+                    "your documents"
+                )
+            return source
+        if not _GLOB_MAGIC.intersection(source):
+            raise UsageError(f"{printable(source)}: no such file or directory (check the path)")
+        options = self.options
+        matches = _expand_glob(source, hidden=options.hidden, follow=options.follow_symlinks)
+        if not matches:
+            raise UsageError(
+                f"the pattern {printable(source)!r} matches nothing (check it, or quote it so "
+                "the shell does not expand it)"
+            )
+        return _GlobMatches(source, os.path.abspath(_literal_prefix(source)), matches)
 
     def run(
         self, planned: list[str | _GlobMatches], stdin_paths: Iterable[str]
@@ -135,7 +267,8 @@ class _Discovery:
     # -- sources -------------------------------------------------------------------------------
 
     def _explicit(self, given: str, missing: str) -> Iterator[FileEntry | Skipped]:
-        """A path named on the command line or stdin: never dropped by ignore/hidden rules."""
+        """A path named on the command line or stdin: never dropped by ignore/hidden rules,
+        and followed when it is a symlink."""
         path = os.path.abspath(given)
         st = yield from self._stat(path, missing=missing)
         if st is None:
@@ -147,22 +280,26 @@ class _Discovery:
         elif self._wanted_file(
             os.path.normpath(given).replace(os.sep, "/"), os.path.basename(path)
         ):
-            yield from self._file(path, st, root=path)
+            if not (yield from self._in_an_index(path)):
+                yield from self._file(path, st, root=path)
 
     def _glob(self, item: _GlobMatches) -> Iterator[FileEntry | Skipped]:
         root_chain = self.ignores.chain_for_root(item.root)
         walked: set[str] = set()
-        for match in item.matches:
+        for match, problem in item.matches:
             path = os.path.abspath(match)
             rel = os.path.relpath(path, item.root).replace(os.sep, "/")
             if rel.startswith("../"):  # a pattern like "a/../*" can leave its literal prefix
                 yield from self._explicit(match, missing="vanished")
                 continue
             if _under_any(path, walked, stop=item.root):
-                continue  # "docs/**" lists every folder of a tree that is walked already
+                continue  # "docs/*" lists folders of a tree that is walked already
             chain = self._allowed_below(item.root, rel, path, root_chain)
             yield from self._drain_ignore_problems()
             if chain is None:
+                continue
+            if problem is not None:
+                yield from self._skip(path, problem.reason, error=problem.error, keep=problem.keep)
                 continue
             st = yield from self._stat(path, missing="vanished")
             if st is None:
@@ -171,7 +308,8 @@ class _Discovery:
                 walked.add(path)
                 yield from self._walk(path, item.root, "" if rel == "." else rel, chain)
             elif self._wanted_file(rel, os.path.basename(path)):
-                yield from self._file(path, st, root=item.root)
+                if not (yield from self._in_an_index(path)):
+                    yield from self._file(path, st, root=item.root)
         yield from self._drain_ignore_problems()
 
     def _allowed_below(self, root: str, rel: str, path: str, chain: _Chain) -> _Chain | None:
@@ -203,12 +341,12 @@ class _Discovery:
         try:
             st = os.stat(start)
         except OSError as exc:
-            yield from self._skip(start, _os_reason(exc), error=True)
+            yield from self._skip(start, _os_reason(exc), error=True, keep=start)
             return
         entries = yield from self._list(start)
-        if entries is None:
+        if entries is None or (yield from self._an_index(start, st, entries)):
             return
-        stack = [_Frame(start, rel, chain, frozenset({(st.st_dev, st.st_ino)}), entries)]
+        stack = [_Frame(start, rel, chain, frozenset({(st.st_dev, st.st_ino)}), iter(entries))]
         while stack:
             frame = stack[-1]
             entry = next(frame.entries, None)
@@ -233,6 +371,7 @@ class _Discovery:
         is_link = False
         try:
             is_link = entry.is_symlink()
+            # A link's target decides whether folder-only rules ("build/") apply to it.
             st = os.stat(path) if is_link else entry.stat(follow_symlinks=False)
         except OSError as exc:
             problem = exc
@@ -243,8 +382,8 @@ class _Discovery:
             return None
         if not is_dir and not self._wanted_file(rel, name):
             return None
-        if not _is_utf8(path):
-            yield from self._skip(path, "file name is not valid UTF-8", error=True)
+        if is_link and not self.options.follow_symlinks:
+            yield from self._skip(path, _DIR_NOT_FOLLOWED if is_dir else _NOT_FOLLOWED, error=False)
             return None
         if st is None:
             assert problem is not None
@@ -255,39 +394,72 @@ class _Discovery:
         if not is_dir:
             yield from self._file(path, st, root)
             return None
-        if is_link and not self.options.follow_symlinks:
-            yield from self._skip(
-                path, "symlink to a directory (not followed; pass --follow-symlinks)", error=False
-            )
-            return None
         key = (st.st_dev, st.st_ino)
         if key in frame.ancestors:
             yield from self._skip(path, "symlink loop", error=False)
             return None
         entries = yield from self._list(path)
-        if entries is None:
+        if entries is None or (yield from self._an_index(path, st, entries)):
             return None
         chain = self.ignores.extend(frame.chain, path)
         yield from self._drain_ignore_problems()
-        return _Frame(path, rel, chain, frame.ancestors | {key}, entries)
+        return _Frame(path, rel, chain, frame.ancestors | {key}, iter(entries))
 
-    def _list(self, directory: str) -> Generator[Skipped, None, Iterator[os.DirEntry[str]] | None]:
+    def _list(self, directory: str) -> Generator[Skipped, None, list[os.DirEntry[str]] | None]:
         """The sorted entries of ``directory`` (returned), or a Skipped saying why not."""
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            yield from self._skip(directory, _os_reason(exc), error=True)
+            # Not listed is not empty: what was indexed under it is kept.
+            yield from self._skip(directory, _os_reason(exc), error=True, keep=directory)
             return None
-        return iter(entries)
+        return entries
+
+    # -- bienc indexes -------------------------------------------------------------------------
+
+    def _an_index(
+        self, directory: str, st: os.stat_result, entries: list[os.DirEntry[str]]
+    ) -> Generator[Skipped, None, bool]:
+        """Whether ``directory`` is a bienc index, to leave out: the one being written
+        silently, any other with a note."""
+        if (st.st_dev, st.st_ino) == self.own_index:
+            self.index_dirs[directory] = True
+            return True
+        names = {e.name for e in entries}
+        found = self.index_dirs.setdefault(directory, is_bienc_index(directory, names))
+        if found:
+            yield from self._skip(directory, _AN_INDEX, error=False)
+        return found
+
+    def _enclosing_index(self, path: str) -> str | None:
+        """``path`` itself or the folder above it that is a bienc index, if any."""
+        current = path if os.path.isdir(path) else os.path.dirname(path)
+        while True:
+            if current not in self.index_dirs:
+                self.index_dirs[current] = (
+                    self.own_index is not None and _identity(current) == self.own_index
+                ) or is_bienc_index(current)
+            if self.index_dirs[current]:
+                return current
+            parent = os.path.dirname(current)
+            if parent == current:
+                return None
+            current = parent
+
+    def _in_an_index(self, path: str) -> Generator[Skipped, None, bool]:
+        """Whether the file ``path`` (named, or matched by a glob) lies inside a bienc index."""
+        index = self._enclosing_index(path)
+        if index is None:
+            return False
+        if _identity(index) != self.own_index:
+            yield from self._skip(path, f"inside a bienc index ({printable(index)}); {_NEVER}")
+        return True
 
     # -- single items --------------------------------------------------------------------------
 
     def _stat(self, path: str, missing: str) -> Generator[Skipped, None, os.stat_result | None]:
-        """``os.stat(path)`` (returned), or Skipped for a bad name, broken link or loop."""
-        if not _is_utf8(path):
-            yield from self._skip(path, "file name is not valid UTF-8", error=True)
-            return None
+        """``os.stat(path)`` (returned), or Skipped for a vanished path, broken link or loop."""
         try:
             return os.stat(path)
         except FileNotFoundError as exc:
@@ -304,8 +476,8 @@ class _Discovery:
             yield from self._skip(path, "symlink loop", error=False)
         elif is_link and isinstance(exc, FileNotFoundError):
             yield from self._skip(path, "broken symlink", error=True)
-        else:
-            yield from self._skip(path, _os_reason(exc), error=True)
+        else:  # could not look (permission denied, I/O error): keep what was indexed there
+            yield from self._skip(path, _os_reason(exc), error=True, keep=path)
 
     def _file(self, path: str, st: os.stat_result, root: str) -> Iterator[FileEntry | Skipped]:
         if path in self.seen:
@@ -322,16 +494,19 @@ class _Discovery:
         self.seen.add(path)
         yield FileEntry(path=path, size=st.st_size, mtime_ns=st.st_mtime_ns, root=root)
 
-    def _skip(self, path: str, reason: str, *, error: bool) -> Iterator[Skipped]:
+    def _skip(
+        self, path: str, reason: str, *, error: bool = False, keep: str | None = None
+    ) -> Iterator[Skipped]:
         if path in self.seen:
             return
         self.seen.add(path)
-        yield Skipped(path=_printable(path), reason=reason, error=error)
+        yield Skipped(path=path, reason=reason, error=error, keep=keep)
 
     def _drain_ignore_problems(self) -> Iterator[Skipped]:
         while self.ignores.problems:
             path, reason = self.ignores.problems.pop(0)
-            yield from self._skip(path, reason, error=True)
+            # Without its rules, files under it may look newly ignored: keep what was indexed.
+            yield from self._skip(path, reason, error=True, keep=os.path.dirname(path))
 
     # -- --include / --exclude -----------------------------------------------------------------
 
@@ -343,6 +518,48 @@ class _Discovery:
     def _excluded_dir(self, rel: str, name: str) -> bool:
         # "drafts/**" must prune "drafts" itself: "*" matches the empty rest of "drafts/".
         return _matches(self.exclude, rel, name) or _matches(self.exclude, rel + "/", name)
+
+
+_NEVER = "index folders are never indexed"
+_AN_INDEX = f"a bienc index; {_NEVER}"
+_GENERATION = re.compile(r"g\d+")
+
+
+def is_bienc_index(directory: str, names: set[str] | None = None) -> bool:
+    """Whether ``directory`` holds a bienc index: its CURRENT names a generation whose
+    manifest carries the format marker, or (CURRENT lost) some generation's manifest does.
+    ``names``: the directory's entries, when the caller has listed it already."""
+    try:
+        with open(os.path.join(directory, store.CURRENT), "rb") as fh:
+            current = fh.read(64).decode("ascii", "replace").strip()
+    except OSError:
+        current = ""
+    if _GENERATION.fullmatch(current) and _has_index_manifest(os.path.join(directory, current)):
+        return True
+    if names is None:
+        try:
+            names = set(os.listdir(directory))
+        except OSError:
+            return False
+    generations = sorted((n for n in names if _GENERATION.fullmatch(n)), reverse=True)
+    return any(_has_index_manifest(os.path.join(directory, n)) for n in generations[:3])
+
+
+def _has_index_manifest(generation: str) -> bool:
+    try:
+        with open(os.path.join(generation, store.MANIFEST), "rb") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == store.FORMAT
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 class _IgnoreFiles:
@@ -448,18 +665,6 @@ def _expand_globs(patterns: Sequence[str]) -> tuple[str, ...]:
 
 def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
     return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def _is_utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8 on disk
-        return False
-    return True
-
-
-def _printable(path: str) -> str:
-    return path if _is_utf8(path) else os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _os_reason(exc: OSError) -> str:

@@ -84,11 +84,15 @@ def cell(text: str | Sequence[str], style: str = "") -> Any:
 
 
 def display_path(path: str, cwd: str | None = None) -> str:
-    """The path relative to the current folder when it is inside it, else absolute."""
+    """The path relative to the current folder when it is inside it, else absolute; bytes of
+    a name that are not UTF-8 shown as ``\\xNN`` (``path`` may be as the index stores it)."""
+    from bienc_cli.documents import printable, real_path
+
+    path = real_path(path)
     cwd = cwd or os.getcwd()
     if path == cwd or path.startswith(cwd.rstrip(os.sep) + os.sep):
-        return os.path.relpath(path, cwd)
-    return path
+        path = os.path.relpath(path, cwd)
+    return printable(path)
 
 
 def snippet(text: str, width: int = 160) -> str:

@@ -52,16 +52,15 @@ def _hostile(root):
     put("bad-lines.jsonl", '{"text": "fine"}\n{not json\n[1, 2]\n', "invalid JSON", error=True)
     put("truncated.pdf", make_pdf(["Some text in a PDF"])[:200], "PDF", error=True)
     put("broken.csv", 'text,id\n"unterminated,1\n', None)
-    os.symlink(root / "nowhere", root / "broken-link.txt")
-    expect["broken-link.txt"] = ("broken symlink", True)
+    os.symlink(root / "nowhere", root / "broken-link.txt")  # links found are not followed
+    expect["broken-link.txt"] = ("symlink (not followed", False)
     os.symlink(root, root / "loop")
-    expect["loop"] = ("symlink", False)
+    expect["loop"] = ("symlink to a directory (not followed", False)
     os.mkfifo(root / "pipe.txt")
     expect["pipe.txt"] = ("not a regular file", False)
     bad_name = os.fsencode(str(root)) + b"/bad-\xff-name.txt"
     with open(bad_name, "wb") as fh:
-        fh.write(b"text under a name that is not UTF-8")
-    expect["bad-\\xff-name.txt"] = ("not valid UTF-8", True)
+        fh.write(b"text under a name that is not UTF-8")  # indexed, as grep reads it
     (root / "dir.txt").mkdir()  # a folder with a file's name
     return expect
 
@@ -69,10 +68,11 @@ def _hostile(root):
 def test_hostile_corpus(tmp_path, fake_encoder):
     corpus = tmp_path / "hostile"
     expect = _hostile(corpus)
-    # 15 kinds that must be skipped with a reason, plus 8 that must be indexed or tolerated:
+    # 15 kinds that must be skipped with a reason, plus 9 that must be indexed or tolerated:
     # invalid UTF-8, UTF-16 with a BOM, a 2 MB single line, 60 nested folders, numbers as text,
-    # a malformed CSV, a folder named like a file, rows with null text among good ones.
-    assert len(expect) >= 15
+    # a malformed CSV, a folder named like a file, rows with null text among good ones, a
+    # file name that is not UTF-8.
+    assert len(expect) >= 14
     result = runner.invoke(
         app,
         ["index", str(corpus), "--index", str(tmp_path / "idx"), "--json", "-q"],
@@ -95,6 +95,7 @@ def test_hostile_corpus(tmp_path, fake_encoder):
         "utf16.txt",
         "one-long-line.txt",
         "null-text.parquet",
+        os.fsdecode(b"bad-\xff-name.txt"),
     ):
         assert name in indexed
     assert any(p.endswith("deep.txt") for p in indexed)
@@ -103,6 +104,14 @@ def test_hostile_corpus(tmp_path, fake_encoder):
     # the next run over the same hostile folder is just as calm, and changes nothing
     again = runner.invoke(app, ["index", "--index", str(tmp_path / "idx"), "--json", "-q"])
     assert again.exit_code == ExitStatus.PARTIAL and json.loads(again.stdout)["added"] == 0
+    # followed, the links are what they are: one broken (an error), one a loop (not one)
+    follow = runner.invoke(app, ["index", "-i", str(tmp_path / "idx"), "-L", "--json", "-q"])
+    reasons = {
+        os.path.relpath(item["path"], corpus): (item["reason"], item["error"])
+        for item in json.loads(follow.stdout)["skipped"]
+    }
+    assert reasons["broken-link.txt"] == ("broken symlink", True)
+    assert reasons["loop"] == ("symlink loop", False)
 
 
 def test_names_with_newlines_through_null_separated_stdin(tmp_path, fake_encoder):
@@ -124,5 +133,7 @@ def test_names_with_newlines_through_null_separated_stdin(tmp_path, fake_encoder
 
 def _indexed_paths(root):
     from bienc_cli import store
+    from bienc_cli.documents import real_path
 
-    return set(store.open_index(root).read_sidecar(columns=["path"])["path"].to_pylist())
+    paths = store.open_index(root).read_sidecar(columns=["path"])["path"].to_pylist()
+    return {real_path(p) for p in paths}

@@ -19,10 +19,15 @@ def write(path: Path, text: str = "x") -> Path:
     return path
 
 
-def found(sources, base: Path, stdin_paths=(), **options) -> list[str]:
+def found(sources, base: Path, stdin_paths=(), index=None, **options) -> list[str]:
     """The relative paths of the files discovered (Skipped left out)."""
     items = list(
-        discover([str(s) for s in sources], SourceOptions(**options), stdin_paths=stdin_paths)
+        discover(
+            [str(s) for s in sources],
+            SourceOptions(**options),
+            stdin_paths=stdin_paths,
+            index=index,
+        )
     )
     return [os.path.relpath(i.path, base) for i in items if isinstance(i, FileEntry)]
 
@@ -266,17 +271,200 @@ def test_stdin_paths(tmp_path):
 # -- what is found on disk ---------------------------------------------------------------------
 
 
-def test_broken_symlink(tmp_path):
+def test_broken_symlink_when_following(tmp_path):
     os.symlink(tmp_path / "missing", tmp_path / "dangling.txt")
-    assert skipped([tmp_path]) == [
+    assert skipped([tmp_path], follow_symlinks=True) == [
         Skipped(str(tmp_path / "dangling.txt"), "broken symlink", error=True)
+    ]
+    # not followed, a link is not looked at: where it points does not matter
+    assert skipped([tmp_path]) == [Skipped(str(tmp_path / "dangling.txt"), NOT_FOLLOWED)]
+
+
+NOT_FOLLOWED = "symlink (not followed; pass --follow-symlinks)"
+DIR_NOT_FOLLOWED = "symlink to a directory (not followed; pass --follow-symlinks)"
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """A corpus with file and folder symlinks, to targets inside it and outside it."""
+    outside = tmp_path / "outside"
+    write(outside / "secret.txt", "a file outside the corpus")
+    write(outside / "dir" / "deep.txt", "a folder outside the corpus")
+    corpus = tmp_path / "corpus"
+    write(corpus / "real.txt")
+    write(corpus / "sub" / "inner.txt")
+    os.symlink(corpus / "real.txt", corpus / "in-file.txt")
+    os.symlink(corpus / "sub", corpus / "in-dir")
+    os.symlink(outside / "secret.txt", corpus / "hostname.txt")  # like -> /etc/hostname
+    os.symlink(outside / "dir", corpus / "out-dir")
+    return corpus
+
+
+def test_symlinks_found_while_walking_are_not_followed(linked, tmp_path):
+    # as grep -r and ripgrep: neither file nor folder links, wherever they point
+    assert found([linked], linked) == ["real.txt", "sub/inner.txt"]
+    assert skipped([linked]) == [
+        Skipped(str(linked / "hostname.txt"), NOT_FOLLOWED),
+        Skipped(str(linked / "in-dir"), DIR_NOT_FOLLOWED),
+        Skipped(str(linked / "in-file.txt"), NOT_FOLLOWED),
+        Skipped(str(linked / "out-dir"), DIR_NOT_FOLLOWED),
     ]
 
 
-def test_symlinked_files_are_taken(tmp_path):
-    write(tmp_path / "real.txt")
-    os.symlink(tmp_path / "real.txt", tmp_path / "link.txt")
-    assert found([tmp_path], tmp_path) == ["link.txt", "real.txt"]
+def test_follow_symlinks_follows_file_and_folder_links(linked):
+    assert found([linked], linked, follow_symlinks=True) == [
+        "hostname.txt",
+        "in-dir/inner.txt",
+        "in-file.txt",
+        "out-dir/deep.txt",
+        "real.txt",
+        "sub/inner.txt",
+    ]
+
+
+def test_symlinks_named_on_the_command_line_are_followed(linked, tmp_path):
+    named = [linked / "hostname.txt", linked / "out-dir", linked / "in-file.txt"]
+    assert found(named, linked) == ["hostname.txt", "out-dir/deep.txt", "in-file.txt"]
+    # and so are the ones listed on stdin
+    assert found([], linked, stdin_paths=[str(p) for p in named]) == [
+        "hostname.txt",
+        "out-dir/deep.txt",
+        "in-file.txt",
+    ]
+    # a named folder is followed; the links inside it are found, not named
+    os.symlink(linked / "in-dir", tmp_path / "link-to-link")
+    assert found([linked / "out-dir", tmp_path / "link-to-link"], tmp_path) == [
+        "corpus/out-dir/deep.txt",
+        "link-to-link/inner.txt",
+    ]
+
+
+def test_glob_wildcards_do_not_follow_symlinks(linked, monkeypatch):
+    monkeypatch.chdir(linked)
+    assert found(["*.txt"], linked) == ["real.txt"]
+    assert found(["**/*.txt"], linked) == ["real.txt", "sub/inner.txt"]
+    assert found(["*"], linked) == ["real.txt", "sub/inner.txt"]
+    reasons = {os.path.basename(s.path): s.reason for s in skipped(["*"])}
+    assert reasons == {
+        "hostname.txt": NOT_FOLLOWED,
+        "in-dir": DIR_NOT_FOLLOWED,
+        "in-file.txt": NOT_FOLLOWED,
+        "out-dir": DIR_NOT_FOLLOWED,
+    }
+    assert found(["*.txt"], linked, follow_symlinks=True) == [
+        "hostname.txt",
+        "in-file.txt",
+        "real.txt",
+    ]
+    # a component written out in the pattern is named, so followed
+    assert found(["out-dir/*.txt"], linked) == ["out-dir/deep.txt"]
+
+
+def test_symlink_loops_when_following_walks_and_globs(tmp_path, monkeypatch):
+    write(tmp_path / "a" / "f.txt")
+    write(tmp_path / "b" / "g.txt")
+    os.symlink("..", tmp_path / "a" / "up")  # a/up -> the root
+    os.symlink("../b", tmp_path / "a" / "to-b")  # a/to-b -> b, and b/to-a -> a
+    os.symlink("../a", tmp_path / "b" / "to-a")
+    expected = ["a/f.txt", "a/to-b/g.txt", "b/g.txt", "b/to-a/f.txt"]
+    assert found([tmp_path], tmp_path, follow_symlinks=True) == expected
+    loops = [s for s in skipped([tmp_path], follow_symlinks=True) if s.reason == "symlink loop"]
+    assert {os.path.relpath(s.path, tmp_path) for s in loops} == {
+        "a/up",
+        "a/to-b/to-a",
+        "b/to-a/to-b",
+        "b/to-a/up",
+    }
+    # glob.glob follows every link, and with two looping links in one folder runs for ever;
+    # bienc's expansion does not follow them, or cuts the loops when told to follow
+    monkeypatch.chdir(tmp_path)
+    assert found(["**/*.txt"], tmp_path) == ["a/f.txt", "b/g.txt"]
+    assert found(["**/*.txt"], tmp_path, follow_symlinks=True) == expected
+    assert found(["**/f.txt"], tmp_path, follow_symlinks=True) == ["a/f.txt", "b/to-a/f.txt"]
+
+
+def test_glob_does_not_run_down_a_symlink_loop(tmp_path, monkeypatch):
+    write(tmp_path / "a" / "f.txt")
+    os.symlink("..", tmp_path / "a" / "up")
+    monkeypatch.chdir(tmp_path)
+    # glob.glob gave a/f.txt, a/up/a/f.txt, a/up/a/up/a/f.txt ... down to ELOOP
+    assert found(["**/*.txt"], tmp_path) == ["a/f.txt"]
+    assert found(["**/*.txt"], tmp_path, follow_symlinks=True) == ["a/f.txt"]
+    (loop,) = skipped(["**/*.txt"], follow_symlinks=True)
+    assert loop == Skipped(str(tmp_path / "a" / "up"), "symlink loop")
+
+
+# -- bienc indexes in the tree -----------------------------------------------------------------
+
+
+def fake_index(folder: Path, *, current: bool = True) -> Path:
+    """The marks of a bienc index: CURRENT naming a generation whose manifest says so."""
+    write(folder / "g000003" / "manifest.json", '{"format": "bienc-index", "format_version": 1}')
+    write(folder / "g000003" / "chunks.parquet", "not text to index")
+    write(folder / "models" / "tokenizer.json", '{"text": "nor this"}')
+    if current:
+        write(folder / "CURRENT", "g000003\n")
+    return folder
+
+
+def test_indexes_in_the_tree_are_never_sources(tmp_path):
+    write(tmp_path / "notes.txt")
+    own = fake_index(tmp_path / "myidx")
+    other = fake_index(tmp_path / "projects" / "old-index")
+    broken = fake_index(tmp_path / "projects" / "lost-current", current=False)
+    write(tmp_path / "leveldb" / "CURRENT", "MANIFEST-000005\n")  # another program's CURRENT
+    write(tmp_path / "gardening" / "g000001" / "manifest.json", '{"plants": 3}')
+    items = list(discover([str(tmp_path)], SourceOptions(), index=str(own)))
+    assert [os.path.relpath(i.path, tmp_path) for i in items if isinstance(i, FileEntry)] == [
+        "gardening/g000001/manifest.json",
+        "leveldb/CURRENT",
+        "notes.txt",
+    ]
+    # the index being written is left out silently; any other with a note, not an error
+    assert [i for i in items if isinstance(i, Skipped)] == [
+        Skipped(str(broken), "a bienc index; index folders are never indexed"),
+        Skipped(str(other), "a bienc index; index folders are never indexed"),
+    ]
+
+
+def test_a_hidden_index_with_hidden(tmp_path):
+    write(tmp_path / "notes.txt")
+    own = fake_index(tmp_path / ".bienc")
+    other = fake_index(tmp_path / "sub" / ".bienc")
+    items = list(discover([str(tmp_path)], SourceOptions(hidden=True), index=str(own)))
+    assert items[0].path == str(tmp_path / "notes.txt")
+    assert items[1:] == [Skipped(str(other), "a bienc index; index folders are never indexed")]
+
+
+def test_files_of_an_index_from_globs_and_stdin_are_left_out(tmp_path, monkeypatch):
+    write(tmp_path / "table.parquet")
+    own = fake_index(tmp_path / "myidx")
+    other = fake_index(tmp_path / "other")
+    monkeypatch.chdir(tmp_path)
+    assert found(["**/*.parquet"], tmp_path, index=str(own)) == ["table.parquet"]
+    listed = [str(p) for p in sorted(tmp_path.rglob("*")) if p.is_file()]
+    items = list(discover([], SourceOptions(), stdin_paths=listed, index=str(own)))
+    assert [os.path.relpath(i.path, tmp_path) for i in items] == [
+        "other/CURRENT",
+        "other/g000003/chunks.parquet",
+        "other/g000003/manifest.json",
+        "other/models/tokenizer.json",
+        "table.parquet",
+    ]
+    assert all(
+        i.reason.startswith(f"inside a bienc index ({other})")
+        for i in items
+        if isinstance(i, Skipped)
+    )
+    assert [i.path for i in items if isinstance(i, FileEntry)] == [str(tmp_path / "table.parquet")]
+
+
+@pytest.mark.parametrize("name", ["myidx", "other", "other/g000003", "other/CURRENT"])
+def test_naming_an_index_as_a_source_is_a_usage_error(tmp_path, name):
+    fake_index(tmp_path / "other")
+    (tmp_path / "myidx").mkdir()  # the index being written, before its first generation
+    with pytest.raises(UsageError, match="bienc index.*never indexed"):
+        discover([str(tmp_path / name)], SourceOptions(), index=str(tmp_path / "myidx"))
 
 
 def test_symlinked_folders_only_with_follow(tmp_path):
@@ -306,23 +494,30 @@ def _entry_fields(path: Path) -> dict:
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def test_file_name_not_utf8(tmp_path):
-    fd = os.open(os.fsencode(tmp_path) + b"/bad\xff.txt", os.O_CREAT | os.O_WRONLY)
-    os.close(fd)
+def test_file_name_not_utf8_is_found(tmp_path):
+    # as grep and ripgrep: a name is bytes; os.fsdecode keeps them as surrogate escapes
+    bad = os.fsencode(tmp_path) + b"/bad\xff.txt"
+    with open(bad, "wb") as fh:
+        fh.write(b"text")
+    write(tmp_path / "folder\udcfe" / "inside.txt")  # a folder name that is not UTF-8 either
     write(tmp_path / "good.txt")
     items = list(discover([str(tmp_path)], SourceOptions()))
-    assert items[0] == Skipped(f"{tmp_path}/bad\\xff.txt", "file name is not valid UTF-8", True)
-    assert items[0].path.isprintable()
-    assert [i.path for i in items[1:]] == [str(tmp_path / "good.txt")]
+    assert all(isinstance(i, FileEntry) for i in items)
+    assert [os.fsencode(i.path) for i in items] == [
+        bad,
+        os.fsencode(tmp_path) + b"/folder\xfe/inside.txt",
+        os.fsencode(tmp_path / "good.txt"),
+    ]
 
 
 def test_stdin_name_not_utf8(tmp_path):
+    with open(os.fsencode(tmp_path) + b"/x\xfe.txt", "wb") as fh:
+        fh.write(b"text")
     (name,) = read_path_list(
         io.BytesIO(os.fsencode(tmp_path) + b"/x\xfe.txt"), null_separated=False
     )
-    assert skipped([], stdin_paths=[name]) == [
-        Skipped(f"{tmp_path}/x\\xfe.txt", "file name is not valid UTF-8", error=True)
-    ]
+    (item,) = discover([], SourceOptions(), stdin_paths=[name])
+    assert isinstance(item, FileEntry) and os.fsencode(item.path).endswith(b"/x\xfe.txt")
 
 
 def test_fifo_is_not_a_regular_file(tmp_path):
@@ -361,7 +556,8 @@ def test_unreadable_folder(tmp_path, monkeypatch):
         monkeypatch.setattr(os, "scandir", scandir)
         items = skipped([tmp_path])
         assert found([tmp_path], tmp_path) == ["open/b.txt"]
-    assert items == [Skipped(str(locked), "permission denied", error=True)]
+    # not listed is not empty: the indexer keeps what it had under it
+    assert items == [Skipped(str(locked), "permission denied", error=True, keep=str(locked))]
 
 
 @pytest.mark.parametrize(
