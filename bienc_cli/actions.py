@@ -770,7 +770,9 @@ def _act(
         "action": action,
         "path": src,
         "dest": str(dest),
-        "dest_root": str(dest_root),  # --to or the trash: undo tidies empty folders below it
+        "dest_root": str(dest_root),  # --to or the trash
+        # the folders this action is about to make there: the only ones undo may remove
+        "folders": _missing_folders(dest.parent, dest_root, including_root=action != "move"),
         "sha256": member.sha256,
         "keeper": keeper.path,
     }
@@ -1071,9 +1073,7 @@ def _restore(entry: dict[str, Any]) -> None:
         if os.path.lexists(src):
             os.unlink(src)  # the link to the keeper (checked by _undo_verdict)
     _move(str(dest), Path(src))
-    root = entry.get("dest_root")
-    if root:
-        _remove_empty_folders(dest.parent, Path(root), including_root=entry["action"] != "move")
+    _remove_made_folders(entry)
 
 
 def _is_link_to(path: str, keeper: str, action: str) -> bool:
@@ -1094,21 +1094,29 @@ def _same_bytes(path: str | Path, sha256: str) -> bool:
         return False
 
 
-def _remove_empty_folders(folder: Path, root: Path, *, including_root: bool) -> None:
-    """Remove ``folder`` and its parents up to ``root`` while they are empty (best effort).
+def _missing_folders(folder: Path, root: Path, *, including_root: bool) -> list[str]:
+    """The folders from ``root`` down to ``folder`` that do not exist yet, outermost first.
 
-    The trash is bienc's own and goes when empty; a --to folder the user named stays.
+    The trash is bienc's own and may go when empty; a --to folder the user named stays.
     """
-    stop = root if including_root else None
-    with contextlib.suppress(OSError, ValueError):
-        folder.relative_to(root)  # only folders below the destination root
-        while True:
-            if folder == root and not including_root:
-                return
-            folder.rmdir()
-            if folder == stop:
-                return
-            folder = folder.parent
+    missing: list[str] = []
+    current = folder
+    while not os.path.lexists(current) and (including_root or current != root):
+        missing.append(str(current))
+        if current == root or current.parent == current:
+            break
+        current = current.parent
+    return missing[::-1]
+
+
+def _remove_made_folders(entry: dict[str, Any]) -> None:
+    """Remove, innermost first, the folders the entry's action made, while empty (best
+    effort): never a folder that was there before, never one outside its destination root."""
+    root = os.path.realpath(entry["dest_root"])
+    for folder in reversed(entry.get("folders") or []):
+        if _inside(_resolved(folder), root):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -1122,7 +1130,7 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "x", encoding="utf-8") as fh:  # a name of its own, never replaced
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -41,6 +41,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -955,18 +956,19 @@ def _read_rows(path: str, id_column: str | None) -> tuple[list[tuple[str, dict[s
 def _write_rows(rows: list[dict[str, Any]], path: Path, schema: Any) -> None:
     """Write rows as Parquet, JSON Lines or CSV (by suffix), through a temporary file."""
     suffix = path.suffix.lower()
-    tmp = path.with_name(f".{path.name}.tmp")
+    # a name of its own: never a file of the user's that happens to be called .out.csv.tmp
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         names = list(dict.fromkeys(k for row in rows for k in row))
         if suffix in (".jsonl", ".ndjson"):
-            with open(tmp, "w", encoding="utf-8") as fh:
+            with open(tmp, "x", encoding="utf-8") as fh:
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         elif suffix == ".csv":
             import csv
 
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            with open(tmp, "x", encoding="utf-8", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=names)
                 writer.writeheader()
                 writer.writerows(rows)

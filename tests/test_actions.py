@@ -817,3 +817,42 @@ def test_plan_never_overwrites_a_file_that_is_not_a_plan(dup_tree, fake_encoder,
     plan, first = _cli_plan(dup_tree, tmp_path)
     _, second = _cli_plan(dup_tree, tmp_path)  # a plan is replaced by a new one
     assert first["plan_id"] != second["plan_id"]
+
+
+def test_undo_removes_only_the_folders_the_apply_made(tree, tmp_path):
+    (tmp_path / "dups" / "a").mkdir(parents=True)  # the user's, empty, before the apply
+    report = actions.apply_plan(
+        make_plan(tree, GROUPS, tmp_path), "move", to=str(tmp_path / "dups")
+    )
+    assert (tmp_path / "dups" / "a" / "deep" / "reworded.txt").exists()
+    actions.undo(Path(report.journal))
+    assert snapshot(tmp_path / "dups") == {"a": ("dir", b"")}  # deep/ went, a/ stays
+
+
+def test_a_move_across_file_systems_copies_checks_and_undoes(tree, tmp_path, monkeypatch):
+    before = snapshot(tree)
+    real_rename = os.rename
+
+    def cross_device(src, dst):
+        if not str(src).endswith(".bienc-partial"):
+            raise OSError(18, "Invalid cross-device link")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "move", to=str(tmp_path / "d"))
+    assert {o.status for o in report.outcomes} == {"done"}
+    moved = snapshot(tmp_path / "d")
+    assert moved["a/copy.txt"] == ("file", b"the original text\n")
+    assert not any(name.endswith(".bienc-partial") for name in moved)
+    actions.undo(Path(report.journal))
+    assert snapshot(tree) == before and not snapshot(tmp_path / "d")
+
+
+def test_a_journal_option_naming_another_file_is_refused(tree, tmp_path):
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"my": "data"}\n')
+    plan = make_plan(tree, GROUPS, tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(UsageError, match="not a bienc dedup journal"):
+        actions.apply_plan(plan, "delete", journal=notes)
+    assert snapshot(tmp_path) == before  # nothing moved, nothing appended to notes.jsonl

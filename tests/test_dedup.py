@@ -346,7 +346,14 @@ def dup_folder(tmp_path):
     return root
 
 
-def test_run_dedup_indexes_sources_in_a_temporary_index(dup_folder, fake_encoder, tmp_path):
+def test_run_dedup_indexes_sources_in_a_temporary_index(
+    dup_folder, fake_encoder, tmp_path, monkeypatch
+):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     request = dedup.DedupRequest(sources=[str(dup_folder)])
     run = dedup.run_dedup(request, DedupOptions(threshold=0.9))
     [group] = run.detection.groups
@@ -355,7 +362,7 @@ def test_run_dedup_indexes_sources_in_a_temporary_index(dup_folder, fake_encoder
     members = {records[m.index].path.rsplit("/", 1)[1]: m.match for m in group.members}
     assert members == {"starter.md": "exact", "starter-reworded.txt": "near"}
     assert run.corpus.roots == [str(dup_folder)]
-    assert not list(tmp_path.glob("**/bienc-dedup-*"))
+    assert not list(scratch.iterdir())  # its own temporary index, and only that, is gone
 
 
 def test_run_dedup_on_an_index_loads_no_model(dup_folder, fake_encoder, tmp_path, monkeypatch):
@@ -481,6 +488,17 @@ def test_cli_table_output_and_ids(tmp_path, fake_encoder):
     assert result.stdout == "q2\n"
     assert [r["id"] for r in csv.DictReader(out.open())] == ["q1", "q3"]
     assert "wrote 2 rows" in result.stderr
+
+
+def test_table_output_writes_through_a_temporary_name_of_its_own(tmp_path, fake_encoder):
+    table = tmp_path / "faq.csv"
+    table.write_text("id,text\nq1,reset my password\nq2,reset my password\n")
+    mine = tmp_path / ".clean.csv.tmp"  # what the temporary file used to be called
+    mine.write_text("a file of the user's\n")
+    result = bienc("dedup", table, "--id-column", "id", "-o", tmp_path / "clean.csv", "-q")
+    assert result.exit_code == 0, result.output
+    assert mine.read_text() == "a file of the user's\n"
+    assert not list(tmp_path.glob(".clean.csv.tmp-*"))
 
 
 def test_cli_calibrate(dup_folder, fake_encoder):
