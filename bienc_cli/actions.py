@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bienc_cli import __version__
+from bienc_cli.documents import real_path, stored_path
 from bienc_cli.errors import StorageError, UsageError
 
 if TYPE_CHECKING:
@@ -265,7 +266,8 @@ def write_plan(plan: Plan, path: Path) -> None:
         raise UsageError(
             f"--plan {path}: the file exists and is not a bienc plan; choose another name"
         )
-    text = json.dumps(plan.to_dict(signing_key(create=True)), indent=2, ensure_ascii=False)
+    data = _stored(plan.to_dict(signing_key(create=True)))
+    text = json.dumps(data, indent=2, ensure_ascii=False)
     _atomic_write(path, text + "\n")
     plan.path = path
 
@@ -284,7 +286,7 @@ def read_plan(path: Path) -> Plan:
     or if it was edited beyond deleting entries (see ``Plan.verify``)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _real(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise UsageError(f"no plan at {path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -910,7 +912,7 @@ class _Journal:
 
     def _write(self, entry: dict[str, Any]) -> None:
         try:
-            self.fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self.fh.write(json.dumps(_stored(entry), ensure_ascii=False) + "\n")
             self.fh.flush()
             os.fsync(self.fh.fileno())
         except OSError as exc:
@@ -934,7 +936,7 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     entries = []
     for number, line in enumerate(lines, 1):
         try:
-            entry = json.loads(line)
+            entry = _real(json.loads(line))
         except ValueError:
             if number == len(lines):
                 break  # the write a crash interrupted: its action was never made
@@ -1120,6 +1122,30 @@ def _remove_made_folders(entry: dict[str, Any]) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _stored(value: Any) -> Any:
+    """``value`` fit for a plan or journal, which are UTF-8 JSON: each string as
+    ``documents.stored_path`` writes it (a file name that is not UTF-8 becomes a file://
+    URL of its bytes; any other string stays as it is). ``_real`` reverses it."""
+    if isinstance(value, str):
+        return stored_path(value)
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stored(v) for v in value]
+    return value
+
+
+def _real(value: Any) -> Any:
+    """``value`` as read from a plan or journal, with the real paths ``_stored`` wrote."""
+    if isinstance(value, str):
+        return real_path(value)
+    if isinstance(value, dict):
+        return {k: _real(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_real(v) for v in value]
+    return value
 
 
 def _now() -> str:

@@ -306,7 +306,7 @@ def dedup(
     for item in stale:
         # Always said (like read errors): the report below is smaller than the index implies.
         where = ui.display_path(item["path"]) + (f"#{item['row_id']}" if item["row_id"] else "")
-        sys.stderr.write(f"bienc: warning: left out: {where} {item['reason']}\n")
+        sys.stderr.write(f"bienc: warning: left out: {ui.escape_text(where)} {item['reason']}\n")
     if stale and not request.sources and not request.stdin_paths:
         sys.stderr.write(
             "bienc: warning: the index is older than these files; re-index, then run dedup "

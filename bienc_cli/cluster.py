@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bienc_cli.documents import real_path
 from bienc_cli.errors import StorageError, UsageError
 from bienc_cli.keywords import class_keywords, label_from
 
@@ -530,7 +531,7 @@ def cluster_index(root: Path, options: ClusterOptions) -> ClusterReport:
         documents.append(
             DocumentAssignment(
                 doc_id=doc_id,
-                path=columns["path"][i],
+                path=real_path(columns["path"][i]),
                 row_id=columns["row_id"][i],
                 kind=columns["kind"][i],
                 title=_title(texts[i], columns["meta"][i]),

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bienc_cli import store
+from bienc_cli.documents import real_path
 from bienc_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -80,8 +81,8 @@ ChunkLookup = Callable[[int], "np.ndarray"]
 class DocRecord:
     """What dedup knows about a document besides its vector."""
 
-    doc_id: str
-    path: str
+    doc_id: str  # as the index stores it (valid UTF-8, see documents.stored_path)
+    path: str  # the file's real path (documents.real_path)
     kind: str = "text"
     row_id: str | None = None
     doc_hash: str = ""  # hash of the extracted text; equal hashes are exact duplicates
@@ -610,6 +611,7 @@ def _corpus(generation: store.Generation, roots: Sequence[str], reference: Seque
     first_label = dict(zip(extent["doc_id"].to_pylist(), extent["label_min"].to_pylist()))
     table = docs.table
     data = {name: table[name].to_pylist() for name in columns}
+    data["path"] = [real_path(path) for path in data["path"]]
     root_rank = _root_ranker(roots)
     keys = []
     for k, doc_id in enumerate(docs.doc_ids):

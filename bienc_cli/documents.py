@@ -4,13 +4,16 @@ Readers turn sources into a stream of these; nothing here touches the disk.
 
 Paths are ``str`` as ``os.fsdecode`` makes them: a file name whose bytes are not UTF-8 keeps
 them as surrogate escapes (``b"caf\\xe9"`` is ``"caf\\udce9"``), so that it can be opened,
-compared and stored without loss. ``printable`` shows such a name as ``caf\\xe9``;
-``stored_path`` and ``real_path`` carry it through the index, whose strings must be UTF-8.
+compared and stored without loss. ``stored_path`` and ``real_path`` carry it through the
+index, whose strings must be UTF-8, and through dedup plans and journals; ``real_path`` is the
+one way back from a stored path to the file. ``escape_text`` is bienc's one rule for showing
+text and names (``caf\\xe9``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,19 +74,36 @@ class Note:
     message: str
 
 
-def printable(path: str) -> str:
-    """``path`` fit to print: bytes of a name that are not UTF-8 shown as ``\\xNN`` (as
-    ``os.fsencode(path).decode("utf-8", "backslashreplace")``); takes stored paths too."""
-    path = real_path(path)
+# What must never reach a TSV line or a terminal as it is: C0 controls (tab and newline split
+# fields and lines; ESC starts terminal escape sequences), DEL, C1 controls (U+009B is CSI on
+# some terminals), the Unicode line and paragraph separators (line breaks to str.splitlines),
+# lone surrogates (the undecodable bytes of a non-UTF-8 file name, kept by surrogateescape),
+# and the backslash itself, so that an escape cannot be mistaken for the characters it shows.
+_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def escape_text(text: str) -> str:
+    """``text`` as one field of one line, safe to print: the one escaping rule of bienc.
+
+    Every renderer (tables, TSV, lists of paths, messages) calls this. As in
+    PostgreSQL's COPY text format, a backslash becomes ``\\\\``; tab, newline and carriage
+    return become ``\\t``, ``\\n``, ``\\r``; any other control character becomes ``\\xNN``,
+    one per UTF-8 byte, and so does each byte of a file name that is not UTF-8. The result
+    is unambiguous: a name with a literal ``\\xff`` prints as ``\\\\xff``.
+    """
+    return _UNSAFE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
     try:
-        path.encode("utf-8")
-        return path
+        raw = char.encode("utf-8", "surrogateescape")  # U+DC80..U+DCFF: the byte it stands for
     except UnicodeEncodeError:
-        pass
-    try:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (e.g. from JSON)
-        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+        raw = char.encode("utf-8", "surrogatepass")
+    return "".join(f"\\x{byte:02x}" for byte in raw)
 
 
 def stored_path(path: str) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from bienc_cli import __version__, store
 from bienc_cli.chunking import Chunk, Chunker, chunk_tokens
-from bienc_cli.documents import Document, Note, Skipped, printable, real_path, stored_path
+from bienc_cli.documents import Document, Note, Skipped, real_path, stored_path
 from bienc_cli.encoder import (
     BACKENDS,
     Encoder,
@@ -141,14 +141,14 @@ class RunReport:
             "seconds": round(self.seconds, 3),
             "skipped": [
                 {
-                    "path": printable(s.path),
+                    "path": stored_path(s.path),
                     "row_id": s.row_id,
                     "reason": s.reason,
                     "error": s.error,
                 }
                 for s in self.skipped
             ],
-            "notes": [{"path": printable(n.path), "message": n.message} for n in self.notes],
+            "notes": [{"path": stored_path(n.path), "message": n.message} for n in self.notes],
         }
 
 
@@ -424,7 +424,7 @@ def _effective_sources(
         if gone:
             raise UsageError(
                 f"nothing to index: every source the index remembers is gone "
-                f"({printable(', '.join(gone))}); the index is unchanged. Give SOURCE paths "
+                f"({', '.join(gone)}); the index is unchanged. Give SOURCE paths "
                 "(with --rebuild to forget the old ones)"
             )
         raise UsageError(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bienc_cli import store
-from bienc_cli.documents import Skipped, printable, real_path
+from bienc_cli.documents import Skipped, real_path, stored_path
 from bienc_cli.indexing import existing_roots
 from bienc_cli.sources import SourceOptions, discover
 
@@ -73,7 +73,7 @@ def _stale(generation: store.Generation, limit: int) -> dict[str, Any]:
         "added": len(added),
         "changed": len(changed),
         "removed": len(removed),
-        "examples": [printable(p) for p in sorted(added + changed)[:limit] + removed[:limit]],
+        "examples": [stored_path(p) for p in sorted(added + changed)[:limit] + removed[:limit]],
     }
 
 

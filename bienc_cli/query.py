@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bienc_cli import store
+from bienc_cli.documents import real_path
 from bienc_cli.encoder import (
     BACKENDS,
     Encoder,
@@ -190,7 +191,7 @@ def _allowed_labels(generation: store.Generation, options: QueryOptions) -> set[
     allowed = set()
     cwd = os.getcwd()
     for label, path, meta in generation.scan_lookup(("label", "path", "meta")):
-        if options.path_globs and not _path_matches(path, options.path_globs, cwd):
+        if options.path_globs and not _path_matches(real_path(path), options.path_globs, cwd):
             continue
         if options.where and not _meta_matches(meta, options.where):
             continue
@@ -237,7 +238,7 @@ def _hit(query: str, row: dict[str, Any], score: float) -> Hit:
         rank=0,
         score=score,
         doc_id=row["doc_id"],
-        path=row["path"],
+        path=real_path(row["path"]),
         row_id=row["row_id"],
         kind=row["kind"],
         chunk=row["chunk"],

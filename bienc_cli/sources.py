@@ -29,7 +29,7 @@ from typing import BinaryIO
 import pathspec
 
 from . import store
-from .documents import FileEntry, Skipped, printable
+from .documents import FileEntry, Skipped, stored_path
 from .errors import UsageError
 from .tables import TABLE_SUFFIXES
 
@@ -235,20 +235,19 @@ class _Discovery:
                 what = (
                     "a bienc index"
                     if index == os.path.abspath(source)
-                    else f"inside the bienc index {printable(index)}"
+                    else f"inside the bienc index {index}"
                 )
                 raise UsageError(
-                    f"{printable(source)} is {what}; {_NEVER}: give the folders that hold "
-                    "your documents"
+                    f"{source} is {what}; {_NEVER}: give the folders that hold your documents"
                 )
             return source
         if not _GLOB_MAGIC.intersection(source):
-            raise UsageError(f"{printable(source)}: no such file or directory (check the path)")
+            raise UsageError(f"{source}: no such file or directory (check the path)")
         options = self.options
         matches = _expand_glob(source, hidden=options.hidden, follow=options.follow_symlinks)
         if not matches:
             raise UsageError(
-                f"the pattern {printable(source)!r} matches nothing (check it, or quote it so "
+                f"the pattern '{source}' matches nothing (check it, or quote it so "
                 "the shell does not expand it)"
             )
         return _GlobMatches(source, os.path.abspath(_literal_prefix(source)), matches)
@@ -453,7 +452,7 @@ class _Discovery:
         if index is None:
             return False
         if _identity(index) != self.own_index:
-            yield from self._skip(path, f"inside a bienc index ({printable(index)}); {_NEVER}")
+            yield from self._skip(path, f"inside a bienc index ({stored_path(index)}); {_NEVER}")
         return True
 
     # -- single items --------------------------------------------------------------------------

@@ -11,10 +11,11 @@ import contextlib
 import csv
 import json
 import os
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
+
+from bienc_cli.documents import escape_text, real_path, stored_path
 
 if TYPE_CHECKING:
     from bienc_cli.indexing import ProgressFn, RunReport
@@ -32,38 +33,6 @@ _CSV_FIELDS = (
     "chunk",
     "snippet",
 )
-
-
-# What must never reach a TSV line or a terminal as it is: C0 controls (tab and newline split
-# fields and lines; ESC starts terminal escape sequences), DEL, C1 controls (U+009B is CSI on
-# some terminals), the Unicode line and paragraph separators (line breaks to str.splitlines),
-# and lone surrogates (the undecodable bytes of a non-UTF-8 file name, kept by surrogateescape).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def escape_text(text: str, *, tsv: bool = False) -> str:
-    """``text`` as one field of one line, safe to print: every renderer calls this.
-
-    Tab, newline and carriage return become ``\\t``, ``\\n``, ``\\r``; any other control
-    character becomes ``\\xNN``, one per UTF-8 byte (a non-UTF-8 name: its raw bytes). With
-    ``tsv``, a backslash is doubled too, so that the field decodes back exactly, as in
-    PostgreSQL's COPY text format; human-readable output leaves backslashes alone.
-    """
-    if tsv:
-        text = text.replace("\\", "\\\\")
-    return _UNSAFE.sub(_escape_one, text)
-
-
-def _escape_one(match: re.Match[str]) -> str:
-    char = match.group()
-    if char in _NAMED_ESCAPES:
-        return _NAMED_ESCAPES[char]
-    try:
-        raw = char.encode("utf-8", "surrogateescape")  # U+DC80..U+DCFF: the byte it stands for
-    except UnicodeEncodeError:
-        raw = char.encode("utf-8", "surrogatepass")
-    return "".join(f"\\x{byte:02x}" for byte in raw)
 
 
 def fixed(value: float, digits: int = 4, *, sign: bool = False) -> str:
@@ -84,15 +53,23 @@ def cell(text: str | Sequence[str], style: str = "") -> Any:
 
 
 def display_path(path: str, cwd: str | None = None) -> str:
-    """The path relative to the current folder when it is inside it, else absolute; bytes of
-    a name that are not UTF-8 shown as ``\\xNN`` (``path`` may be as the index stores it)."""
-    from bienc_cli.documents import printable, real_path
-
+    """The path relative to the current folder when it is inside it, else absolute (``path``
+    may be as the index stores it). Not escaped: the renderer escapes what it writes."""
     path = real_path(path)
     cwd = cwd or os.getcwd()
     if path == cwd or path.startswith(cwd.rstrip(os.sep) + os.sep):
         path = os.path.relpath(path, cwd)
-    return printable(path)
+    return path
+
+
+def json_path(path: str) -> str:
+    """A path for a JSON, CSV or Parquet record, whose strings must be UTF-8: as display_path
+    shows it (JSON escapes control characters itself), or, for a name that is not UTF-8, the
+    file:// URL of its bytes that the index stores and ``doc_id`` holds: exact, never taken
+    for a real name (those are absolute or relative, never a URL)."""
+    real = real_path(path)
+    stored = stored_path(real)
+    return display_path(real) if stored == real else stored
 
 
 def snippet(text: str, width: int = 160) -> str:
@@ -115,7 +92,7 @@ def hit_record(hit: Hit) -> dict[str, Any]:
         "query": hit.query,
         "rank": hit.rank,
         "score": round(hit.score, 4) + 0.0,  # + 0.0: -0.0 becomes 0.0
-        "path": display_path(hit.path),
+        "path": json_path(hit.path),
         "doc_id": hit.doc_id,
         "row_id": hit.row_id,
         "kind": hit.kind,
@@ -147,7 +124,7 @@ def write_hits(
         for hit in hits:
             fields = [fixed(hit.score), location(hit), snippet(hit.text)]
             fields = ([one_line(hit.query)] if several else []) + fields
-            out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
+            out.write("\t".join(escape_text(f) for f in fields) + "\n")
     elif fmt == "csv":
         writer = csv.DictWriter(
             out, fieldnames=_CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
@@ -156,16 +133,22 @@ def write_hits(
         for hit in hits:
             writer.writerow(hit_record(hit))
     elif fmt == "paths":
-        for path in dict.fromkeys(display_path(h.path) for h in hits):
-            out.write(path_line(path, null=null))
+        write_paths(list(dict.fromkeys(display_path(h.path) for h in hits)), out, null=null)
     else:
         _hits_table(results, out)
 
 
-def path_line(path: str, *, null: bool) -> str:
-    """One entry of a list of paths: exact and NUL-ended with -0 (for xargs -0), else escaped
-    as in tsv, so that a name holding a newline is still one line."""
-    return path + "\0" if null else escape_text(path, tsv=True) + "\n"
+def write_paths(paths: Sequence[str], out: TextIO, *, null: bool) -> None:
+    """A list of paths. With -0, the names' own bytes, each ended by NUL, written to
+    ``out``'s binary buffer, so that ``xargs -0 rm`` reaches exactly these files; else one
+    per line, escaped (a newline in a name stays one line)."""
+    if not null:
+        out.writelines(escape_text(path) + "\n" for path in paths)
+        return
+    out.flush()
+    buffer = out.buffer  # type: ignore[attr-defined]
+    buffer.write(b"".join(os.fsencode(path) + b"\0" for path in paths))
+    buffer.flush()
 
 
 def one_line(text: str) -> str:

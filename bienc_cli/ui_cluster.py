@@ -9,7 +9,7 @@ import csv
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bienc_cli.ui import cell, display_path, escape_text, fixed, one_line
+from bienc_cli.ui import cell, display_path, escape_text, fixed, json_path, one_line
 
 if TYPE_CHECKING:
     from bienc_cli.cluster import ClusterReport, DocumentAssignment
@@ -26,9 +26,13 @@ def doc_location(path: str, row_id: str | None) -> str:
     return display_path(path) + (f"#{row_id}" if row_id is not None else "")
 
 
+def _json_location(doc: DocumentAssignment) -> str:
+    return json_path(doc.path) + (f"#{doc.row_id}" if doc.row_id is not None else "")
+
+
 def cluster_document_record(doc: DocumentAssignment) -> dict[str, Any]:
     return {
-        "path": display_path(doc.path),
+        "path": json_path(doc.path),
         "doc_id": doc.doc_id,
         "row_id": doc.row_id,
         "title": doc.title,
@@ -51,7 +55,7 @@ def cluster_records(report: ClusterReport) -> list[dict[str, Any]]:
                 "label": cluster.label,
                 "keywords": cluster.keywords,
                 "cohesion": None if cluster.cohesion is None else round(cluster.cohesion, 4),
-                "representatives": [doc_location(d.path, d.row_id) for d in representatives],
+                "representatives": [_json_location(d) for d in representatives],
             }
         )
     return records
@@ -64,7 +68,7 @@ def cluster_summary(report: ClusterReport) -> dict[str, Any]:
         "method": c.method,
         "params": c.params,
         "model": report.model,
-        "sources": [display_path(s) for s in report.sources],
+        "sources": [json_path(s) for s in report.sources],
         "n_documents": len(report.documents),
         "n_clusters": c.n_clusters,
         "n_outliers": c.n_outliers,
@@ -104,7 +108,7 @@ def write_clusters(report: ClusterReport, fmt: str, out: TextIO) -> None:
             distance = "" if doc.distance is None else fixed(doc.distance)
             fields = [str(doc.cluster), distance, doc_location(doc.path, doc.row_id)]
             fields.append(one_line(doc.label))
-            out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
+            out.write("\t".join(escape_text(f) for f in fields) + "\n")
     else:
         _cluster_tables(report, out)
 

@@ -10,7 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from bienc_cli.ui import cell, display_path, escape_text, fixed, path_line, snippet
+from bienc_cli.documents import stored_path
+from bienc_cli.ui import cell, display_path, escape_text, fixed, json_path, snippet, write_paths
 
 DEDUP_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "ids")
 _DEDUP_CSV_FIELDS = (
@@ -20,8 +21,9 @@ _PAIR_CSV_FIELDS = ("similarity", "match", "passage", "a", "b")
 
 
 def _dedup_doc(doc: dict[str, Any]) -> dict[str, Any]:
-    """A document of a dedup record, its path shown relative to the current folder."""
-    return dict(doc, path=display_path(doc["path"]))
+    """A document of a dedup record for JSON or CSV: its path relative to the current folder,
+    in the JSON form of a path (``doc_id`` keeps the exact identity, see documents.stored_path)."""
+    return dict(doc, path=json_path(doc["path"]))
 
 
 def _dedup_where(doc: dict[str, Any]) -> str:
@@ -57,13 +59,15 @@ def write_dedup_groups(
         for group in shown:
             out.write(json.dumps(group, ensure_ascii=False) + "\n")
     elif fmt == "ids":
-        for group in groups:
-            for m in group["members"]:
-                removed = m["row_id"] if m["row_id"] is not None else m["path"]
-                out.write(path_line(removed, null=null))
+        removed = [
+            m["row_id"] if m["row_id"] is not None else m["path"]
+            for group in groups
+            for m in group["members"]
+        ]
+        write_paths(removed, out, null=null)
     elif fmt in ("csv", "tsv"):
         rows = []
-        for group in shown:
+        for group in shown if fmt == "csv" else groups:
             rows.append(
                 {"group": group["group"], "role": "keep", "similarity": 1.0} | group["keeper"]
             )
@@ -77,11 +81,8 @@ def write_dedup_groups(
         else:
             for row in rows:
                 role = row["role"] if row["role"] == "keep" else row["match"]
-                where = (
-                    f"{row['path']}#{row['row_id']}" if row["row_id"] is not None else row["path"]
-                )
-                fields = [str(row["group"]), role, fixed(row["similarity"]), where]
-                out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
+                fields = [str(row["group"]), role, fixed(row["similarity"]), _dedup_where(row)]
+                out.write("\t".join(escape_text(f) for f in fields) + "\n")
     else:
         _dedup_groups_table(groups, out)
 
@@ -135,7 +136,7 @@ def write_dedup_pairs(pairs: Sequence[dict[str, Any]], fmt: str, out: TextIO) ->
         for pair in pairs:
             fields = [fixed(pair["similarity"]), pair["match"], display_path(pair["a"])]
             fields.append(display_path(pair["b"]))
-            out.write("\t".join(escape_text(f, tsv=True) for f in fields) + "\n")
+            out.write("\t".join(escape_text(f) for f in fields) + "\n")
     else:
         from rich.console import Console
         from rich.table import Table
@@ -158,7 +159,8 @@ def write_dedup_pairs(pairs: Sequence[dict[str, Any]], fmt: str, out: TextIO) ->
 def write_calibration(data: dict[str, Any], fmt: str, out: TextIO) -> None:
     """`bienc dedup --calibrate`: nearest-neighbour similarities and pairs around thresholds."""
     if fmt in ("json", "jsonl"):
-        json.dump(data, out, ensure_ascii=False, indent=2 if fmt == "json" else None)
+        shown = dict(data, thresholds=[_calibration_example(e) for e in data["thresholds"]])
+        json.dump(shown, out, ensure_ascii=False, indent=2 if fmt == "json" else None)
         out.write("\n")
         return
     total = sum(b["count"] for b in data["histogram"])
@@ -194,6 +196,15 @@ def write_calibration(data: dict[str, Any], fmt: str, out: TextIO) -> None:
         out.write("\n")
 
 
+def _calibration_example(example: dict[str, Any]) -> dict[str, Any]:
+    shown = dict(example)
+    for side in ("above", "below"):
+        if example[side] is not None:
+            pair = example[side]
+            shown[side] = dict(pair, a=_dedup_doc(pair["a"]), b=_dedup_doc(pair["b"]))
+    return shown
+
+
 def write_dedup_summary(summary: dict[str, Any], err: TextIO) -> None:
     """One line on stderr: what was compared and what was found."""
     err.write(
@@ -214,9 +225,12 @@ ACTION_VERBS = {"move": "moved", "delete": "deleted", "hardlink": "hardlinked", 
 
 
 def write_action_report(report: dict[str, Any], fmt: str, out: TextIO) -> None:
-    """What an apply or undo did (actions.ActionReport.to_dict), one file per line."""
+    """What an apply or undo did (actions.ActionReport.to_dict), one file per line; in JSON,
+    absolute paths, a name that is not UTF-8 as the index stores it (documents.stored_path)."""
     if fmt in ("json", "jsonl"):
-        json.dump(report, out, ensure_ascii=False, indent=2 if fmt == "json" else None)
+        shown = _stored_paths(report, ("plan", "journal", "trash"))
+        shown["files"] = [_stored_paths(f, ("path", "dest", "keeper")) for f in report["files"]]
+        json.dump(shown, out, ensure_ascii=False, indent=2 if fmt == "json" else None)
         out.write("\n")
         return
     verb = ACTION_VERBS[report["action"]]
@@ -229,7 +243,11 @@ def write_action_report(report: dict[str, Any], fmt: str, out: TextIO) -> None:
             fields.append(display_path(f["keeper"] if linked else f["dest"]))
         if f["reason"]:
             fields.append(f["reason"])
-        out.write("\t".join(escape_text(field, tsv=True) for field in fields) + "\n")
+        out.write("\t".join(escape_text(field) for field in fields) + "\n")
+
+
+def _stored_paths(record: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    return record | {k: stored_path(record[k]) for k in keys if record[k] is not None}
 
 
 def write_action_summary(report: dict[str, Any], err: TextIO) -> None:

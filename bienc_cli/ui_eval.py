@@ -55,7 +55,7 @@ def _eval_tsv(report: EvalReport, out: TextIO) -> None:
     out.write("\t".join(["index", "by", "group", "queries", *report.metric_names]) + "\n")
     for row in _eval_rows(report):
         cells = [fixed(v, 5) if isinstance(v, float) else one_line(str(v)) for v in row]
-        out.write("\t".join(escape_text(c, tsv=True) for c in cells) + "\n")
+        out.write("\t".join(escape_text(c) for c in cells) + "\n")
 
 
 def _eval_tables(report: EvalReport, out: TextIO) -> None:
@@ -227,5 +227,5 @@ def write_per_query(report: EvalReport, fmt: str, out: TextIO) -> None:
             writer.writerows(rows)
             return
         for values in [fields, *([row[f] for f in fields] for row in rows)]:  # escaped as any tsv
-            cells = ("" if v is None else escape_text(str(v), tsv=True) for v in values)
+            cells = ("" if v is None else escape_text(str(v)) for v in values)
             out.write("\t".join(cells) + "\n")
