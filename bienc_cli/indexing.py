@@ -43,7 +43,7 @@ from bienc_cli.errors import (
     ModelUnavailable,
     UsageError,
 )
-from bienc_cli.readers import TableOptions, read_file
+from bienc_cli.readers import TableOptions, cannot_open, read_file
 from bienc_cli.sources import SourceOptions, discover, is_gone, may_exist
 from bienc_cli.tables import ROW_REPORT_LIMIT
 
@@ -192,8 +192,8 @@ class _Plan:
     seen_docs: set[str] = field(default_factory=set)
     seen_paths: set[str] = field(default_factory=set)
     unchanged_paths: set[str] = field(default_factory=set)  # same size and mtime: not read
-    unreadable_paths: set[str] = field(default_factory=set)  # keep their old documents
-    # Paths that could not be examined (Skipped.keep): documents at or under them are kept.
+    # Paths that could not be examined or read (Skipped.keep): documents at or under them
+    # are kept.
     unseen: dict[str, Skipped] = field(default_factory=dict)
 
 
@@ -478,7 +478,11 @@ def _scan(
         if progress:
             progress("scan", files, None)
         if previous and previous.file_stat.get(item.path) == (item.size, item.mtime_ns):
-            plan.unchanged_paths.add(item.path)
+            problem = cannot_open(item.path)
+            if problem is None:
+                plan.unchanged_paths.add(item.path)
+            else:
+                report.skipped.append(_unread(plan, problem))
             continue
         mark = len(plan.new_docs), set(plan.restat)
         for event in read_file(item, table_options):
@@ -486,26 +490,34 @@ def _scan(
                 _plan_document(plan, previous, event)
             elif isinstance(event, Note):
                 report.notes.append(event)
+            elif event.error and event.row_id is None:
+                _forget_file(plan, *mark)
+                report.skipped.append(_unread(plan, event))
             else:
                 report.skipped.append(event)
-                if event.error and event.row_id is None:
-                    _forget_file(plan, item.path, *mark)
     return plan
 
 
-def _forget_file(plan: _Plan, path: str, new_docs_before: int, restat_before: set[str]) -> None:
+def _forget_file(plan: _Plan, new_docs_before: int, restat_before: set[str]) -> None:
     """The file failed (maybe after some rows were read): index none of this run's reading
-    of it. Its old documents stay while it exists (the failure may be transient) and go
-    when it is gone."""
+    of it."""
     for doc in plan.new_docs[new_docs_before:]:
         plan.seen_docs.discard(doc.doc_id)
     del plan.new_docs[new_docs_before:]
     for doc_id in set(plan.restat) - restat_before:
         del plan.restat[doc_id]
         plan.seen_docs.discard(doc_id)
-    plan.seen_paths.discard(path)
-    if may_exist(path):
-        plan.unreadable_paths.add(path)
+
+
+def _unread(plan: _Plan, problem: Skipped) -> Skipped:
+    """A file that could not be read: while it exists (the failure may be transient) its old
+    documents stay, and the report says so; they go when it is gone."""
+    plan.seen_paths.discard(problem.path)
+    if not may_exist(problem.path):
+        return problem
+    problem = dataclasses.replace(problem, keep=problem.path)
+    plan.unseen[problem.path] = problem
+    return problem
 
 
 def _tuple(value: Any) -> Any:
@@ -532,10 +544,10 @@ def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]
     for doc_id, path in previous.doc_path.items():
         if doc_id in replaced:
             removed.add(doc_id)
-        elif path in plan.unchanged_paths or path in plan.unreadable_paths:
+        elif path in plan.unchanged_paths:
             continue
         elif plan.unseen and _unseen_above(path, plan.unseen) is not None:
-            continue  # could not be looked at: not the same as deleted
+            continue  # could not be looked at or read: not the same as deleted
         elif path in plan.seen_paths:
             if doc_id not in plan.seen_docs:
                 removed.add(doc_id)  # a row that left its table, or a file now empty/binary
@@ -568,7 +580,7 @@ def _explain_kept_and_gone(
     removed: set[str],
     gone: list[str],
 ) -> None:
-    """Say in the report what happened to the documents of what could not be looked at
+    """Say in the report what happened to the documents of what could not be looked at or read
     (kept) and of remembered roots that are gone (removed, and the root forgotten)."""
     kept: dict[str, int] = {}
     lost: dict[str, int] = {}

@@ -103,20 +103,16 @@ def sample_copy(tmp_path):
 
 
 def make_cats_unreadable(monkeypatch):
-    """Make `cats.md` unreadable to the indexer from now on (tests run as root, so chmod
-    cannot)."""
-    from bienc_cli import indexing
-    from bienc_cli.documents import Skipped
+    """Make `cats.md` unreadable to the indexer from now on: opening it fails with EACCES, as
+    after `chmod 000` for a user who is not root (tests run as root, so chmod cannot)."""
+    from bienc_cli import readers
 
-    real = indexing.read_file
+    def failing_open(path, *args, **kwargs):
+        if os.fspath(path).endswith("cats.md"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return open(path, *args, **kwargs)
 
-    def failing(entry, table):
-        if entry.path.endswith("cats.md"):
-            yield Skipped(entry.path, "permission denied", error=True)
-        else:
-            yield from real(entry, table)
-
-    monkeypatch.setattr(indexing, "read_file", failing)
+    monkeypatch.setattr(readers, "open", failing_open, raising=False)
 
 
 @pytest.fixture

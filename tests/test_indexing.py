@@ -189,6 +189,25 @@ def test_unreadable_file_keeps_its_old_documents(tmp_path, corpus, fake_encoder,
     assert str(corpus / "cats.md") in _docs(root)
 
 
+def test_an_unreadable_unchanged_file_is_reported_every_run(tmp_path, corpus, fake_encoder):
+    """chmod changes neither size nor mtime, so a file made unreadable looks unchanged: it is
+    still reported every run while it lasts (exit 3), and its documents are kept."""
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    cats = str(corpus / "cats.md")
+    with pytest.MonkeyPatch.context() as patch:
+        make_cats_unreadable(patch)
+        for _ in range(2):
+            report = run_index(IndexRequest(root=root))
+            assert report.exit_status == 3 and report.generation is None
+            assert _errors(report) == [
+                (cats, None, "permission denied; kept its 1 document from the last run")
+            ]
+            assert (report.unchanged, report.removed) == (4, 0) and cats in _docs(root)
+    report = run_index(IndexRequest(root=root))  # readable again: clean, and nothing to redo
+    assert report.exit_status == 0 and report.skipped == [] and report.unchanged == 4
+
+
 def test_vectors_in_index_are_the_encoders(tmp_path, corpus, fake_encoder):
     root = tmp_path / "idx"
     _index(root, corpus)
