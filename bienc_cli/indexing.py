@@ -183,6 +183,20 @@ class _Previous:
         return cls(generation, table, file_stat, doc_hash, doc_path, chunk_label, stored_id)
 
 
+def _previous(live: store.Generation | None, rebuild: bool) -> _Previous | None:
+    """What the live generation holds. A rebuild reads everything again and keeps from it
+    only what it cannot read now; a live generation too damaged to read has nothing to give
+    (the rebuild is then how to repair it)."""
+    if live is None:
+        return None
+    try:
+        return _Previous.load(live)
+    except IndexCorrupt:
+        if not rebuild:
+            raise
+        return None
+
+
 @dataclass
 class _Plan:
     """The scan's verdict: which documents to add, which old ones to keep or drop."""
@@ -217,18 +231,22 @@ def run_index(
                 raise
             live = None
         manifest = live.manifest if live else None
-        previous = _Previous.load(live) if live and not request.rebuild else None
+        previous = _previous(live, request.rebuild)
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
-        model = _choose_model(request, None if request.rebuild else manifest)
+        model = _choose_model(request, manifest)
         model = _with_backend(model, request, manifest)
         if model.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
             # chosen by name: export now, even with nothing to encode (auto waits for vectors)
             (encoder_factory or load_encoder)(model)
         report.model = model.name
         roots, options, gone = _effective_sources(request, manifest)
-        plan = _scan(request, roots, options, previous, report, progress)
+        plan = _scan(
+            request, roots, options, None if request.rebuild else previous, report, progress
+        )
         _report_remembered_skips(plan, previous, report)
-        removed_ids = _removed_documents(plan, previous, roots)
+        removed_ids = _removed_documents(plan, previous, roots, rebuild=request.rebuild)
+        if request.rebuild:
+            _check_rebuild_keeps(request, model, plan, previous, removed_ids)
         _explain_kept_and_gone(report, plan, previous, removed_ids, gone)
         new_rows, vectors = _chunk_and_encode(
             plan.new_docs, model, request, previous, report, encoder_factory, progress
@@ -381,6 +399,8 @@ def _effective_settings(request: IndexRequest, manifest: dict[str, Any] | None) 
 
 
 def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:
+    """--model (or $BIENC_MODEL), else the index's model (a rebuild too); another model
+    than the index's needs --rebuild."""
     asked = request.model or os.environ.get("BIENC_MODEL")
     if manifest is None:
         return resolve_model(asked)
@@ -392,6 +412,8 @@ def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> Mod
             model = resolve_model(stored["path"])  # the name moved; the folder may still be there
     else:
         model = resolve_model(asked)
+    if request.rebuild:
+        return model
     if model.fingerprint != stored["fingerprint"] or model.dim != stored["dim"]:
         raise IncompatibleIndex(
             f"index at {request.root} was built with {stored['name']} ({stored['dim']}-d), "
@@ -534,8 +556,11 @@ def _plan_document(plan: _Plan, previous: _Previous | None, doc: Document) -> No
         plan.new_docs.append(doc)
 
 
-def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]) -> set[str]:
-    """Old documents that are gone: replaced, deleted, ignored now, or no longer in their file."""
+def _removed_documents(
+    plan: _Plan, previous: _Previous | None, roots: list[str], *, rebuild: bool = False
+) -> set[str]:
+    """Old documents that are gone: replaced, deleted, ignored now, or no longer in their file;
+    for a rebuild, every one but those it could not look at or read (they are kept)."""
     if previous is None:
         return set()
     replaced = {d.doc_id for d in plan.new_docs}
@@ -551,14 +576,42 @@ def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]
         elif path in plan.seen_paths:
             if doc_id not in plan.seen_docs:
                 removed.add(doc_id)  # a row that left its table, or a file now empty/binary
-        elif _under(path, roots):
-            removed.add(doc_id)  # deleted, or now ignored / excluded
+        elif rebuild or _under(path, roots):
+            removed.add(doc_id)  # deleted, or now ignored / excluded; or left out of a rebuild
         else:
             if path not in exists:
                 exists[path] = may_exist(path)
             if not exists[path]:
                 removed.add(doc_id)
     return removed
+
+
+def _check_rebuild_keeps(
+    request: IndexRequest,
+    model: ModelInfo,
+    plan: _Plan,
+    previous: _Previous | None,
+    removed: set[str],
+) -> None:
+    """A rebuild copies the rows and vectors of what it could not read into the new
+    generation, so that no content is lost; they fit only if it keeps the model, the
+    precision and the chunking. Otherwise refuse, before anything is encoded or written."""
+    kept = len(previous.doc_path.keys() - removed) if previous else 0
+    if previous is None or not kept:
+        return
+    old = previous.generation.manifest
+    if (
+        old["model"]["fingerprint"] == model.fingerprint
+        and _precision(old["model"].get("backend", "")) == _precision(model.backend)
+        and old["chunking"]["overlap"] == request.settings.overlap
+    ):
+        return
+    where = ", ".join(printable(p) for p in sorted(plan.unseen)[:3])
+    raise UsageError(
+        f"cannot rebuild {request.root} with another model, precision or --overlap now: "
+        f"{_documents(kept)} cannot be read ({where}) and would be lost; make them readable, "
+        "or rebuild with the index's settings (their content from the last run is kept)"
+    )
 
 
 def _unseen_above(path: str, unseen: dict[str, Skipped]) -> str | None:
@@ -768,13 +821,18 @@ def _write(
     if plan.restat:
         assert previous is not None  # only documents of the previous generation are restat
         kept = _restat(kept, {previous.stored_id[d]: st for d, st in plan.restat.items()})
+    if request.rebuild:  # a new graph: labels start again, after those of the rows it keeps
+        next_label = max(kept["label"].to_pylist(), default=-1) + 1
     new_labels = list(range(next_label, next_label + len(new_rows)))
     table = pa.concat_tables([kept, _rows_table(new_rows, new_labels)]).sort_by("label")
 
     old_deleted = old_manifest["counts"]["deleted"] if old_manifest else 0
     deleted = old_deleted + len(removed_labels)
     live = table.num_rows
-    compact = deleted > 0 and deleted > settings.compact_ratio * (live + deleted)
+    # A rebuild starts a new graph; it holds the old vectors only of what could not be read.
+    compact = request.rebuild or (
+        deleted > 0 and deleted > settings.compact_ratio * (live + deleted)
+    )
     hnsw = _build_graph(
         previous, kept, removed_labels, new_labels, vectors, model, settings, compact
     )

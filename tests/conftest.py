@@ -115,6 +115,30 @@ def make_cats_unreadable(monkeypatch):
     monkeypatch.setattr(readers, "open", failing_open, raising=False)
 
 
+def make_folder_unreadable(monkeypatch, folder):
+    """Make ``folder`` what `chmod 000` makes it for a user who is not root, from now on
+    (tests run as root, so chmod cannot): it cannot be listed, and nothing under it can be
+    examined or opened; the folder itself can still be examined from its parent."""
+    from bienc_cli import readers
+
+    folder = os.fspath(folder)
+    below = folder.rstrip(os.sep) + os.sep
+
+    def guarded(real, *, itself):
+        def call(path=".", *args, **kwargs):
+            name = path if isinstance(path, str) else None  # not a descriptor, not bytes
+            if name is not None and (name.startswith(below) or (itself and name == folder)):
+                raise PermissionError(13, "Permission denied", name)
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "scandir", guarded(os.scandir, itself=True))
+    monkeypatch.setattr(os, "stat", guarded(os.stat, itself=False))
+    monkeypatch.setattr(os, "lstat", guarded(os.lstat, itself=False))
+    monkeypatch.setattr(readers, "open", guarded(open, itself=False), raising=False)
+
+
 @pytest.fixture
 def unreadable_cats(monkeypatch):
     """`cats.md` unreadable to the indexer for the whole test."""
