@@ -245,6 +245,35 @@ def test_rebuild_counts_against_the_index_it_replaces(tmp_path, corpus, fake_enc
     assert _docs(root) == [str(other / "moths.txt")]
 
 
+@pytest.mark.parametrize(
+    "pattern",
+    ["**/*.md", "*/*.md", "*/a.md", "*/deep/*.md", "locked/*.md", "locked/deep/*.md", "l*/**"],
+)
+@pytest.mark.parametrize("rebuild", [False, True], ids=["run", "rebuild"])
+def test_a_glob_root_keeps_what_it_cannot_read(
+    tmp_path, fake_encoder, monkeypatch, pattern, rebuild
+):
+    """A glob whose expansion crosses a folder that cannot be listed or searched keeps the
+    documents under it and reports it, as a folder root does."""
+    docs = tmp_path / "docs"
+    (docs / "locked" / "deep").mkdir(parents=True)
+    (docs / "locked" / "a.md").write_text("Apples are a red fruit.\n")
+    (docs / "locked" / "deep" / "a.md").write_text("Apricots are an orange fruit.\n")
+    (docs / "open").mkdir()
+    (docs / "open" / "a.md").write_text("Bananas are a yellow fruit.\n")
+    root = tmp_path / "idx"
+    _index(root, f"{docs}/{pattern}")
+    before = _docs(root)
+    assert any("/locked/" in d for d in before)
+    make_folder_unreadable(monkeypatch, docs / "locked")
+    report = run_index(IndexRequest(root=root, rebuild=rebuild))
+    assert report.exit_status == 3 and report.removed == 0 and _docs(root) == before
+    [error] = report.errors
+    assert error.path.startswith(str(docs / "locked")) and "permission denied; kept its" in (
+        error.reason
+    )
+
+
 def _other_model(tmp_path):
     """A model folder of the same shape as the default one but another fingerprint."""
     from bienc_cli.encoder import resolve_model
