@@ -45,7 +45,7 @@ from bienc_cli.errors import (
 )
 from bienc_cli.readers import TableOptions, cannot_open, read_file
 from bienc_cli.sources import SourceOptions, discover, is_gone, may_exist
-from bienc_cli.tables import ROW_REPORT_LIMIT
+from bienc_cli.tables import ROW_REPORT_LIMIT, is_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +60,8 @@ ProgressFn = Callable[[str, int, "int | None"], None]
 EncoderFactory = Callable[[ModelInfo], Encoder]
 
 # Options a user can set on the command line; what one run sets is stored in the manifest and
-# reused by the next run unless that run sets it again (so cron can run plain `bienc index`).
+# reused by the next run unless that run sets it again (so cron can run plain `bienc index`):
+# an option given replaces the remembered value, and `--no-include` and the like clear it.
 SOURCE_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SourceOptions))
 TABLE_OPTION_NAMES = ("text_columns", "id_column")
 
@@ -432,9 +433,8 @@ def _effective_sources(
     options set in this run replace the remembered ones. ``--rebuild`` with sources forgets
     the old roots.
     """
-    stored = manifest["sources"] if manifest else {"roots": [], "options": {}}
-    defaults = dataclasses.asdict(SourceOptions()) | {"text_columns": (), "id_column": None}
-    options = defaults | stored["options"] | request.options
+    stored = manifest["sources"] if manifest else {"roots": []}
+    options = remembered_options(manifest) | request.options
     given = [_absolute_source(s) for s in request.sources]
     remembered = [] if (request.rebuild and given) else list(stored["roots"])
     present = existing_roots(remembered, _source_options(options))
@@ -453,6 +453,14 @@ def _effective_sources(
             "nothing to index: give one or more SOURCE paths (or - to read them from stdin)"
         )
     return roots, options, gone
+
+
+def remembered_options(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The reading options an index remembers (the defaults for any it predates, or for no
+    index), as the manifest stores them."""
+    defaults = dataclasses.asdict(SourceOptions()) | {"text_columns": (), "id_column": None}
+    stored = manifest["sources"]["options"] if manifest else {}
+    return _jsonable(defaults) | stored
 
 
 def existing_roots(roots: Sequence[str], options: SourceOptions | None = None) -> list[str]:
@@ -481,8 +489,10 @@ def _scan(
     progress: ProgressFn | None,
 ) -> _Plan:
     source_options = _source_options(options)
-    table_options = TableOptions(
-        text_columns=tuple(options["text_columns"] or ()), id_column=options["id_column"]
+    table_options = _table_options(options)
+    # Tables are read again, changed or not, when the columns to read them by changed.
+    reread_tables = previous is not None and table_options != _table_options(
+        remembered_options(previous.generation.manifest)
     )
     plan = _Plan()
     files = 0
@@ -499,7 +509,11 @@ def _scan(
         files += 1
         if progress:
             progress("scan", files, None)
-        if previous and previous.file_stat.get(item.path) == (item.size, item.mtime_ns):
+        if (
+            previous
+            and previous.file_stat.get(item.path) == (item.size, item.mtime_ns)
+            and not (reread_tables and is_table(item.path))
+        ):
             problem = cannot_open(item.path)
             if problem is None:
                 plan.unchanged_paths.add(item.path)
@@ -518,6 +532,12 @@ def _scan(
             else:
                 report.skipped.append(event)
     return plan
+
+
+def _table_options(options: dict[str, Any]) -> TableOptions:
+    return TableOptions(
+        text_columns=tuple(options["text_columns"] or ()), id_column=options["id_column"]
+    )
 
 
 def _forget_file(plan: _Plan, new_docs_before: int, restat_before: set[str]) -> None:
