@@ -15,7 +15,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -196,6 +196,15 @@ def split_stdin(sources: list[str] | None, *, null: bool) -> tuple[list[str], li
     return sources, read_path_list(sys.stdin.buffer, null_separated=null)
 
 
+# Options a --no-... flag sets back to their default, with the flag that sets them.
+_CLEARABLE = {
+    "include": ((), "--include"),
+    "exclude": ((), "--exclude"),
+    "text_columns": ((), "--text-column"),
+    "id_column": (None, "--id-column"),
+}
+
+
 def source_options(
     *,
     include: list[str] | None = None,
@@ -206,9 +215,11 @@ def source_options(
     max_file_size: str | None = None,
     text_column: list[str] | None = None,
     id_column: str | None = None,
+    clear: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The reading options the user set, in indexing's terms; unset ones are left out so that
-    an index's remembered values (or the defaults) hold."""
+    an index's remembered values (or the defaults) hold. ``clear``: options (keys of
+    _CLEARABLE) given as --no-include and the like, set back to their defaults."""
     options: dict[str, Any] = {
         "include": tuple(include) if include else None,
         "exclude": tuple(exclude) if exclude else None,
@@ -219,7 +230,13 @@ def source_options(
         "text_columns": tuple(text_column) if text_column else None,
         "id_column": id_column,
     }
-    return {k: v for k, v in options.items() if v is not None}
+    given = {k: v for k, v in options.items() if v is not None}
+    for name in clear:
+        default, flag = _CLEARABLE[name]
+        if name in given:
+            raise UsageError(f"{flag} and --no-{flag[2:]} contradict each other: give one")
+        given[name] = default
+    return given
 
 
 @app.command()
@@ -255,17 +272,38 @@ def index(
         ),
     ] = None,
     text_column: TextColumnOption = None,
+    no_text_column: Annotated[
+        bool, typer.Option("--no-text-column", help="Forget a remembered --text-column.")
+    ] = False,
     id_column: IdColumnOption = None,
+    no_id_column: Annotated[
+        bool, typer.Option("--no-id-column", help="Forget a remembered --id-column.")
+    ] = False,
     include: IncludeOption = None,
+    no_include: Annotated[
+        bool, typer.Option("--no-include", help="Forget the remembered --include patterns.")
+    ] = False,
     exclude: ExcludeOption = None,
+    no_exclude: Annotated[
+        bool, typer.Option("--no-exclude", help="Forget the remembered --exclude patterns.")
+    ] = False,
     hidden: Annotated[
-        bool | None, typer.Option("--hidden", help="Index hidden files and folders too.")
+        bool | None,
+        typer.Option("--hidden/--no-hidden", help="Index hidden files and folders too, or not."),
     ] = None,
     no_ignore: Annotated[
-        bool | None, typer.Option("--no-ignore", help="Do not honour .gitignore and .biencignore.")
+        bool | None,
+        typer.Option(
+            "--no-ignore/--ignore", help="Do not honour .gitignore and .biencignore, or do."
+        ),
     ] = None,
     follow: Annotated[
-        bool | None, typer.Option("--follow-symlinks", "-L", help="Follow symlinked folders.")
+        bool | None,
+        typer.Option(
+            "--follow-symlinks/--no-follow-symlinks",
+            "-L",
+            help="Follow symlinks found while walking, or not.",
+        ),
     ] = None,
     max_file_size: Annotated[
         str | None,
@@ -293,7 +331,12 @@ def index(
         int, typer.Option("--batch-size", min=1, help="Chunks per encoder batch.")
     ] = 32,
     rebuild: Annotated[
-        bool, typer.Option("--rebuild", help="Start over: re-read and re-encode everything.")
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Start over: re-read and re-encode everything, with the index's model and "
+            "options unless given (what cannot be read keeps its content).",
+        ),
     ] = False,
     wait: Annotated[
         float | None,
@@ -314,7 +357,13 @@ def index(
         bool, typer.Option("--quiet", "-q", help="No summary on stderr (errors still shown).")
     ] = False,
 ) -> None:
-    """Index folders, files and tables (Parquet, JSONL, CSV); re-runs are incremental."""
+    """Index folders, files and tables (Parquet, JSONL, CSV); re-runs are incremental.
+
+    The index remembers its sources and reading options: a plain `bienc index` (and
+    --rebuild) reads them the same way. An option given replaces its remembered value;
+    --no-include, --no-exclude, --no-text-column, --no-id-column, --no-hidden, --ignore and
+    --no-follow-symlinks set one back to its default. `bienc info` shows them.
+    """
     from bienc_cli import store, ui
     from bienc_cli.indexing import IndexRequest, IndexSettings, run_index
 
@@ -330,6 +379,16 @@ def index(
         max_file_size=max_file_size,
         text_column=text_column,
         id_column=id_column,
+        clear=[
+            name
+            for name, given in (
+                ("include", no_include),
+                ("exclude", no_exclude),
+                ("text_columns", no_text_column),
+                ("id_column", no_id_column),
+            )
+            if given
+        ],
     )
     request = IndexRequest(
         root=store.index_path(str(index_dir) if index_dir else None),

@@ -43,9 +43,9 @@ from bienc_cli.errors import (
     ModelUnavailable,
     UsageError,
 )
-from bienc_cli.readers import TableOptions, read_file
+from bienc_cli.readers import TableOptions, cannot_open, read_file
 from bienc_cli.sources import SourceOptions, discover, is_gone, may_exist
-from bienc_cli.tables import ROW_REPORT_LIMIT
+from bienc_cli.tables import ROW_REPORT_LIMIT, is_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +60,8 @@ ProgressFn = Callable[[str, int, "int | None"], None]
 EncoderFactory = Callable[[ModelInfo], Encoder]
 
 # Options a user can set on the command line; what one run sets is stored in the manifest and
-# reused by the next run unless that run sets it again (so cron can run plain `bienc index`).
+# reused by the next run unless that run sets it again (so cron can run plain `bienc index`):
+# an option given replaces the remembered value, and `--no-include` and the like clear it.
 SOURCE_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SourceOptions))
 TABLE_OPTION_NAMES = ("text_columns", "id_column")
 
@@ -183,6 +184,20 @@ class _Previous:
         return cls(generation, table, file_stat, doc_hash, doc_path, chunk_label, stored_id)
 
 
+def _previous(live: store.Generation | None, rebuild: bool) -> _Previous | None:
+    """What the live generation holds. A rebuild reads everything again and keeps from it
+    only what it cannot read now; a live generation too damaged to read has nothing to give
+    (the rebuild is then how to repair it)."""
+    if live is None:
+        return None
+    try:
+        return _Previous.load(live)
+    except IndexCorrupt:
+        if not rebuild:
+            raise
+        return None
+
+
 @dataclass
 class _Plan:
     """The scan's verdict: which documents to add, which old ones to keep or drop."""
@@ -192,8 +207,8 @@ class _Plan:
     seen_docs: set[str] = field(default_factory=set)
     seen_paths: set[str] = field(default_factory=set)
     unchanged_paths: set[str] = field(default_factory=set)  # same size and mtime: not read
-    unreadable_paths: set[str] = field(default_factory=set)  # keep their old documents
-    # Paths that could not be examined (Skipped.keep): documents at or under them are kept.
+    # Paths that could not be examined or read (Skipped.keep): documents at or under them
+    # are kept.
     unseen: dict[str, Skipped] = field(default_factory=dict)
 
 
@@ -217,18 +232,22 @@ def run_index(
                 raise
             live = None
         manifest = live.manifest if live else None
-        previous = _Previous.load(live) if live and not request.rebuild else None
+        previous = _previous(live, request.rebuild)
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
-        model = _choose_model(request, None if request.rebuild else manifest)
+        model = _choose_model(request, manifest)
         model = _with_backend(model, request, manifest)
         if model.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
             # chosen by name: export now, even with nothing to encode (auto waits for vectors)
             (encoder_factory or load_encoder)(model)
         report.model = model.name
         roots, options, gone = _effective_sources(request, manifest)
-        plan = _scan(request, roots, options, previous, report, progress)
+        plan = _scan(
+            request, roots, options, None if request.rebuild else previous, report, progress
+        )
         _report_remembered_skips(plan, previous, report)
-        removed_ids = _removed_documents(plan, previous, roots)
+        removed_ids = _removed_documents(plan, previous, roots, rebuild=request.rebuild)
+        if request.rebuild:
+            _check_rebuild_keeps(request, model, plan, previous, removed_ids)
         _explain_kept_and_gone(report, plan, previous, removed_ids, gone)
         new_rows, vectors = _chunk_and_encode(
             plan.new_docs, model, request, previous, report, encoder_factory, progress
@@ -381,6 +400,8 @@ def _effective_settings(request: IndexRequest, manifest: dict[str, Any] | None) 
 
 
 def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:
+    """--model (or $BIENC_MODEL), else the index's model (a rebuild too); another model
+    than the index's needs --rebuild."""
     asked = request.model or os.environ.get("BIENC_MODEL")
     if manifest is None:
         return resolve_model(asked)
@@ -392,6 +413,8 @@ def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> Mod
             model = resolve_model(stored["path"])  # the name moved; the folder may still be there
     else:
         model = resolve_model(asked)
+    if request.rebuild:
+        return model
     if model.fingerprint != stored["fingerprint"] or model.dim != stored["dim"]:
         raise IncompatibleIndex(
             f"index at {request.root} was built with {stored['name']} ({stored['dim']}-d), "
@@ -410,9 +433,8 @@ def _effective_sources(
     options set in this run replace the remembered ones. ``--rebuild`` with sources forgets
     the old roots.
     """
-    stored = manifest["sources"] if manifest else {"roots": [], "options": {}}
-    defaults = dataclasses.asdict(SourceOptions()) | {"text_columns": (), "id_column": None}
-    options = defaults | stored["options"] | request.options
+    stored = manifest["sources"] if manifest else {"roots": []}
+    options = remembered_options(manifest) | request.options
     given = [_absolute_source(s) for s in request.sources]
     remembered = [] if (request.rebuild and given) else list(stored["roots"])
     present = existing_roots(remembered, _source_options(options))
@@ -431,6 +453,14 @@ def _effective_sources(
             "nothing to index: give one or more SOURCE paths (or - to read them from stdin)"
         )
     return roots, options, gone
+
+
+def remembered_options(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The reading options an index remembers (the defaults for any it predates, or for no
+    index), as the manifest stores them."""
+    defaults = dataclasses.asdict(SourceOptions()) | {"text_columns": (), "id_column": None}
+    stored = manifest["sources"]["options"] if manifest else {}
+    return _jsonable(defaults) | stored
 
 
 def existing_roots(roots: Sequence[str], options: SourceOptions | None = None) -> list[str]:
@@ -459,8 +489,10 @@ def _scan(
     progress: ProgressFn | None,
 ) -> _Plan:
     source_options = _source_options(options)
-    table_options = TableOptions(
-        text_columns=tuple(options["text_columns"] or ()), id_column=options["id_column"]
+    table_options = _table_options(options)
+    # Tables are read again, changed or not, when the columns to read them by changed.
+    reread_tables = previous is not None and table_options != _table_options(
+        remembered_options(previous.generation.manifest)
     )
     plan = _Plan()
     files = 0
@@ -477,8 +509,16 @@ def _scan(
         files += 1
         if progress:
             progress("scan", files, None)
-        if previous and previous.file_stat.get(item.path) == (item.size, item.mtime_ns):
-            plan.unchanged_paths.add(item.path)
+        if (
+            previous
+            and previous.file_stat.get(item.path) == (item.size, item.mtime_ns)
+            and not (reread_tables and is_table(item.path))
+        ):
+            problem = cannot_open(item.path)
+            if problem is None:
+                plan.unchanged_paths.add(item.path)
+            else:
+                report.skipped.append(_unread(plan, problem))
             continue
         mark = len(plan.new_docs), set(plan.restat)
         for event in read_file(item, table_options):
@@ -486,26 +526,40 @@ def _scan(
                 _plan_document(plan, previous, event)
             elif isinstance(event, Note):
                 report.notes.append(event)
+            elif event.error and event.row_id is None:
+                _forget_file(plan, *mark)
+                report.skipped.append(_unread(plan, event))
             else:
                 report.skipped.append(event)
-                if event.error and event.row_id is None:
-                    _forget_file(plan, item.path, *mark)
     return plan
 
 
-def _forget_file(plan: _Plan, path: str, new_docs_before: int, restat_before: set[str]) -> None:
+def _table_options(options: dict[str, Any]) -> TableOptions:
+    return TableOptions(
+        text_columns=tuple(options["text_columns"] or ()), id_column=options["id_column"]
+    )
+
+
+def _forget_file(plan: _Plan, new_docs_before: int, restat_before: set[str]) -> None:
     """The file failed (maybe after some rows were read): index none of this run's reading
-    of it. Its old documents stay while it exists (the failure may be transient) and go
-    when it is gone."""
+    of it."""
     for doc in plan.new_docs[new_docs_before:]:
         plan.seen_docs.discard(doc.doc_id)
     del plan.new_docs[new_docs_before:]
     for doc_id in set(plan.restat) - restat_before:
         del plan.restat[doc_id]
         plan.seen_docs.discard(doc_id)
-    plan.seen_paths.discard(path)
-    if may_exist(path):
-        plan.unreadable_paths.add(path)
+
+
+def _unread(plan: _Plan, problem: Skipped) -> Skipped:
+    """A file that could not be read: while it exists (the failure may be transient) its old
+    documents stay, and the report says so; they go when it is gone."""
+    plan.seen_paths.discard(problem.path)
+    if not may_exist(problem.path):
+        return problem
+    problem = dataclasses.replace(problem, keep=problem.path)
+    plan.unseen[problem.path] = problem
+    return problem
 
 
 def _tuple(value: Any) -> Any:
@@ -522,8 +576,11 @@ def _plan_document(plan: _Plan, previous: _Previous | None, doc: Document) -> No
         plan.new_docs.append(doc)
 
 
-def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]) -> set[str]:
-    """Old documents that are gone: replaced, deleted, ignored now, or no longer in their file."""
+def _removed_documents(
+    plan: _Plan, previous: _Previous | None, roots: list[str], *, rebuild: bool = False
+) -> set[str]:
+    """Old documents that are gone: replaced, deleted, ignored now, or no longer in their file;
+    for a rebuild, every one but those it could not look at or read (they are kept)."""
     if previous is None:
         return set()
     replaced = {d.doc_id for d in plan.new_docs}
@@ -532,21 +589,49 @@ def _removed_documents(plan: _Plan, previous: _Previous | None, roots: list[str]
     for doc_id, path in previous.doc_path.items():
         if doc_id in replaced:
             removed.add(doc_id)
-        elif path in plan.unchanged_paths or path in plan.unreadable_paths:
+        elif path in plan.unchanged_paths:
             continue
         elif plan.unseen and _unseen_above(path, plan.unseen) is not None:
-            continue  # could not be looked at: not the same as deleted
+            continue  # could not be looked at or read: not the same as deleted
         elif path in plan.seen_paths:
             if doc_id not in plan.seen_docs:
                 removed.add(doc_id)  # a row that left its table, or a file now empty/binary
-        elif _under(path, roots):
-            removed.add(doc_id)  # deleted, or now ignored / excluded
+        elif rebuild or _under(path, roots):
+            removed.add(doc_id)  # deleted, or now ignored / excluded; or left out of a rebuild
         else:
             if path not in exists:
                 exists[path] = may_exist(path)
             if not exists[path]:
                 removed.add(doc_id)
     return removed
+
+
+def _check_rebuild_keeps(
+    request: IndexRequest,
+    model: ModelInfo,
+    plan: _Plan,
+    previous: _Previous | None,
+    removed: set[str],
+) -> None:
+    """A rebuild copies the rows and vectors of what it could not read into the new
+    generation, so that no content is lost; they fit only if it keeps the model, the
+    precision and the chunking. Otherwise refuse, before anything is encoded or written."""
+    kept = len(previous.doc_path.keys() - removed) if previous else 0
+    if previous is None or not kept:
+        return
+    old = previous.generation.manifest
+    if (
+        old["model"]["fingerprint"] == model.fingerprint
+        and _precision(old["model"].get("backend", "")) == _precision(model.backend)
+        and old["chunking"]["overlap"] == request.settings.overlap
+    ):
+        return
+    where = ", ".join(real_path(p) for p in sorted(plan.unseen)[:3])
+    raise UsageError(
+        f"cannot rebuild {request.root} with another model, precision or --overlap now: "
+        f"{_documents(kept)} cannot be read ({where}) and would be lost; make them readable, "
+        "or rebuild with the index's settings (their content from the last run is kept)"
+    )
 
 
 def _unseen_above(path: str, unseen: dict[str, Skipped]) -> str | None:
@@ -568,7 +653,7 @@ def _explain_kept_and_gone(
     removed: set[str],
     gone: list[str],
 ) -> None:
-    """Say in the report what happened to the documents of what could not be looked at
+    """Say in the report what happened to the documents of what could not be looked at or read
     (kept) and of remembered roots that are gone (removed, and the root forgotten)."""
     kept: dict[str, int] = {}
     lost: dict[str, int] = {}
@@ -756,13 +841,18 @@ def _write(
     if plan.restat:
         assert previous is not None  # only documents of the previous generation are restat
         kept = _restat(kept, {previous.stored_id[d]: st for d, st in plan.restat.items()})
+    if request.rebuild:  # a new graph: labels start again, after those of the rows it keeps
+        next_label = max(kept["label"].to_pylist(), default=-1) + 1
     new_labels = list(range(next_label, next_label + len(new_rows)))
     table = pa.concat_tables([kept, _rows_table(new_rows, new_labels)]).sort_by("label")
 
     old_deleted = old_manifest["counts"]["deleted"] if old_manifest else 0
     deleted = old_deleted + len(removed_labels)
     live = table.num_rows
-    compact = deleted > 0 and deleted > settings.compact_ratio * (live + deleted)
+    # A rebuild starts a new graph; it holds the old vectors only of what could not be read.
+    compact = request.rebuild or (
+        deleted > 0 and deleted > settings.compact_ratio * (live + deleted)
+    )
     hnsw = _build_graph(
         previous, kept, removed_labels, new_labels, vectors, model, settings, compact
     )

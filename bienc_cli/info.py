@@ -8,7 +8,7 @@ from typing import Any
 
 from bienc_cli import store
 from bienc_cli.documents import Skipped, real_path, stored_path
-from bienc_cli.indexing import existing_roots
+from bienc_cli.indexing import existing_roots, remembered_options
 from bienc_cli.sources import SourceOptions, discover
 
 
@@ -35,6 +35,8 @@ def index_info(root: Path, *, stale: bool = True, stale_limit: int = 20) -> dict
         "chunking": manifest["chunking"],
         "hnsw": {k: hnsw[k] for k in ("space", "M", "ef_construction", "ef")},
         "sources": manifest["sources"]["roots"],
+        # what a plain `bienc index` reads them with (give an option to replace one)
+        "options": remembered_options(manifest),
     }
     if stale:
         info["stale"] = _stale(generation, stale_limit)

@@ -74,6 +74,20 @@ def read_file(
         yield Skipped(entry.path, _reason(exc), error=True)
 
 
+def cannot_open(path: str) -> Skipped | None:
+    """Why the file at ``path`` cannot be opened now, or None when it can.
+
+    The indexer opens (without reading) each file it leaves unread because its size and
+    mtime did not change: a file made unreadable since (chmod changes neither) is then
+    reported every run while it stays so, as a file that is read would be.
+    """
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return Skipped(path, _reason(exc), error=True)
+
+
 def kind_of(path: str) -> str | None:
     """The Document kind for ``path`` by its name; None when the name does not say."""
     name = os.path.basename(path).lower()

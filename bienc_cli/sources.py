@@ -131,8 +131,9 @@ def _expand_glob(pattern: str, *, hidden: bool, follow: bool) -> list[tuple[str,
     is not followed unless ``follow``, and when followed, a folder that is its own ancestor is
     a loop (glob.glob follows every link, and two looping links make it run for ever).
     Literal components are named, and followed. A trailing ``**`` matches its folder (which
-    is then walked: the same files, under the walker's rules). Folders that cannot be listed
-    come back with a Skipped saying why, so that what was indexed under them is kept.
+    is then walked: the same files, under the walker's rules). Folders that cannot be listed,
+    and paths that cannot be examined (below a folder that cannot be searched), come back
+    with a Skipped saying why, so that what was indexed at or under them is kept.
     """
     parts = pattern.split(os.sep)
     first = next(i for i, part in enumerate(parts) if _GLOB_MAGIC.intersection(part))
@@ -155,10 +156,17 @@ def _expand_glob(pattern: str, *, hidden: bool, follow: bool) -> list[tuple[str,
         part = rest[i]
         if not _GLOB_MAGIC.intersection(part):
             path = os.path.join(directory, part)
-            if i + 1 == len(rest) and not dirs_only:
-                if os.path.lexists(path):
-                    results.setdefault(path, None)
-            elif os.path.isdir(path):
+            last = i + 1 == len(rest) and not dirs_only
+            try:
+                st = os.lstat(path) if last else os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:  # under a folder that cannot be searched, say
+                results[path] = Skipped(path, _os_reason(exc), error=True, keep=path)
+                continue
+            if last:
+                results.setdefault(path, None)
+            elif stat.S_ISDIR(st.st_mode):
                 stack.append((path, i + 1, ancestors))
             continue
         try:
@@ -195,7 +203,10 @@ def _expand_glob(pattern: str, *, hidden: bool, follow: bool) -> list[tuple[str,
                 continue
             try:
                 st = os.stat(path)
-            except OSError:
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                results[path] = Skipped(path, _os_reason(exc), error=True, keep=path)
                 continue
             key = (st.st_dev, st.st_ino)
             if key in ancestors:

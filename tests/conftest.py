@@ -103,20 +103,40 @@ def sample_copy(tmp_path):
 
 
 def make_cats_unreadable(monkeypatch):
-    """Make `cats.md` unreadable to the indexer from now on (tests run as root, so chmod
-    cannot)."""
-    from bienc_cli import indexing
-    from bienc_cli.documents import Skipped
+    """Make `cats.md` unreadable to the indexer from now on: opening it fails with EACCES, as
+    after `chmod 000` for a user who is not root (tests run as root, so chmod cannot)."""
+    from bienc_cli import readers
 
-    real = indexing.read_file
+    def failing_open(path, *args, **kwargs):
+        if os.fspath(path).endswith("cats.md"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return open(path, *args, **kwargs)
 
-    def failing(entry, table):
-        if entry.path.endswith("cats.md"):
-            yield Skipped(entry.path, "permission denied", error=True)
-        else:
-            yield from real(entry, table)
+    monkeypatch.setattr(readers, "open", failing_open, raising=False)
 
-    monkeypatch.setattr(indexing, "read_file", failing)
+
+def make_folder_unreadable(monkeypatch, folder):
+    """Make ``folder`` what `chmod 000` makes it for a user who is not root, from now on
+    (tests run as root, so chmod cannot): it cannot be listed, and nothing under it can be
+    examined or opened; the folder itself can still be examined from its parent."""
+    from bienc_cli import readers
+
+    folder = os.fspath(folder)
+    below = folder.rstrip(os.sep) + os.sep
+
+    def guarded(real, *, itself):
+        def call(path=".", *args, **kwargs):
+            name = path if isinstance(path, str) else None  # not a descriptor, not bytes
+            if name is not None and (name.startswith(below) or (itself and name == folder)):
+                raise PermissionError(13, "Permission denied", name)
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "scandir", guarded(os.scandir, itself=True))
+    monkeypatch.setattr(os, "stat", guarded(os.stat, itself=False))
+    monkeypatch.setattr(os, "lstat", guarded(os.lstat, itself=False))
+    monkeypatch.setattr(readers, "open", guarded(open, itself=False), raising=False)
 
 
 @pytest.fixture

@@ -642,3 +642,87 @@ def test_an_output_suffix_bienc_does_not_know_needs_format(indexed, tmp_path):
     assert not out.exists()
     assert bienc("cluster", "--index", indexed, "-o", out, "-f", "jsonl", "-q").exit_code == 0
     assert len([json.loads(line) for line in out.read_text().splitlines()]) == 4
+
+
+@pytest.fixture
+def option_corpus(tmp_path):
+    """A folder where each reading option changes what is indexed."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Alpha apples.\n")
+    (docs / "b.md").write_text("Beta bananas.\n")
+    (docs / ".hidden.txt").write_text("Hidden hazelnuts.\n")
+    (docs / "ignored.txt").write_text("Ignored ink.\n")
+    (docs / ".biencignore").write_text("ignored.txt\n")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "o.txt").write_text("Outside olives.\n")
+    (docs / "link").symlink_to(tmp_path / "outside")
+    (docs / "t.jsonl").write_text(json.dumps({"id": "r1", "text": "Row text.", "body": "Body."}))
+    return docs
+
+
+def _rows(root):
+    return store.open_index(root).read_sidecar(columns=["doc_id", "text"]).to_pylist()
+
+
+def _has(rows, name):
+    return any(r["doc_id"].endswith(name) for r in rows)
+
+
+# option key in the manifest, (flags that set it, its value), flags that clear it, and
+# whether the index shows the option's effect
+OPTIONS = {
+    "include": (["--include", "*.md"], ["*.md"], ["--no-include"], lambda r: not _has(r, "a.txt")),
+    "exclude": (["--exclude", "*.md"], ["*.md"], ["--no-exclude"], lambda r: not _has(r, "b.md")),
+    "hidden": (["--hidden"], True, ["--no-hidden"], lambda r: _has(r, ".hidden.txt")),
+    "use_ignore_files": (["--no-ignore"], False, ["--ignore"], lambda r: _has(r, "ignored.txt")),
+    "follow_symlinks": (["-L"], True, ["--no-follow-symlinks"], lambda r: _has(r, "link/o.txt")),
+    "text_columns": (
+        ["--text-column", "body"],
+        ["body"],
+        ["--no-text-column"],
+        lambda r: any(x["text"] == "Body." for x in r),
+    ),
+    "id_column": (["--id-column", "id"], "id", ["--no-id-column"], lambda r: _has(r, "#r1")),
+}
+
+
+@pytest.mark.parametrize("key", OPTIONS)
+def test_remembered_options_are_replaced_cleared_and_shown(
+    tmp_path, option_corpus, fake_encoder, key
+):
+    """The rule: an option given replaces the remembered one; its --no- form (or negation)
+    sets it back to the default; plain runs and --rebuild keep what is remembered."""
+    flags, value, clear, shows = OPTIONS[key]
+    root = tmp_path / "idx"
+
+    def index(*args):
+        result = bienc("index", "-i", root, "-q", *args)
+        assert result.exit_code == 0, result.output
+        return _rows(root)
+
+    def info():
+        text = bienc("info", "-i", root, "--no-stale").stdout
+        return json.loads(bienc("info", "-i", root, "--json", "--no-stale").stdout), text
+
+    assert not shows(index(option_corpus))
+    default = info()[0]["options"][key]
+    assert shows(index(*flags)) and shows(index()) and shows(index("--rebuild"))
+    data, text = info()
+    assert data["options"][key] == value and default != value
+    shown = ", ".join(value) if isinstance(value, list) else str(value)
+    assert re.search(rf"options\.{key} +{re.escape(shown)} *\n", text)
+    assert not shows(index(*clear)) and not shows(index())
+    assert info()[0]["options"][key] == default
+    assert shows(index("--rebuild", *flags)) and not shows(index("--rebuild", *clear))
+
+
+def test_an_option_given_replaces_the_remembered_one(tmp_path, option_corpus, fake_encoder):
+    root = tmp_path / "idx"
+    bienc("index", option_corpus, "-i", root, "--exclude", "*.md", "-q")
+    bienc("index", "-i", root, "--exclude", "*.txt", "-q")  # replaces; does not add
+    rows = _rows(root)
+    assert _has(rows, "b.md") and not _has(rows, "a.txt")
+    result = bienc("index", "-i", root, "--exclude", "*.md", "--no-exclude")
+    assert result.exit_code == ExitStatus.USAGE
+    assert "--exclude and --no-exclude contradict" in result.stderr

@@ -12,7 +12,7 @@ from bienc_cli import store
 from bienc_cli.errors import IncompatibleIndex, UsageError
 from bienc_cli.indexing import IndexRequest, run_index
 from bienc_cli.query import QueryOptions, search
-from tests.conftest import make_cats_unreadable
+from tests.conftest import make_cats_unreadable, make_folder_unreadable
 
 
 def _index(root, *sources, **kwargs):
@@ -117,7 +117,7 @@ def test_rebuild_starts_over(tmp_path, corpus, fake_encoder):
     root = tmp_path / "idx"
     _index(root, corpus)
     report = run_index(IndexRequest(root=root, rebuild=True))
-    assert report.added == 4 and report.chunks_encoded == 4
+    assert report.updated == 4 and report.added == 0 and report.chunks_encoded == 4
     assert store.open_index(root).manifest["counts"]["next_label"] == 4
 
 
@@ -187,6 +187,130 @@ def test_unreadable_file_keeps_its_old_documents(tmp_path, corpus, fake_encoder,
     report = _index(root, corpus)
     assert report.exit_status == 3 and report.removed == 0
     assert str(corpus / "cats.md") in _docs(root)
+
+
+def test_an_unreadable_unchanged_file_is_reported_every_run(tmp_path, corpus, fake_encoder):
+    """chmod changes neither size nor mtime, so a file made unreadable looks unchanged: it is
+    still reported every run while it lasts (exit 3), and its documents are kept."""
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    cats = str(corpus / "cats.md")
+    with pytest.MonkeyPatch.context() as patch:
+        make_cats_unreadable(patch)
+        for _ in range(2):
+            report = run_index(IndexRequest(root=root))
+            assert report.exit_status == 3 and report.generation is None
+            assert _errors(report) == [
+                (cats, None, "permission denied; kept its 1 document from the last run")
+            ]
+            assert (report.unchanged, report.removed) == (4, 0) and cats in _docs(root)
+    report = run_index(IndexRequest(root=root))  # readable again: clean, and nothing to redo
+    assert report.exit_status == 0 and report.skipped == [] and report.unchanged == 4
+
+
+def test_rebuild_keeps_what_it_cannot_read(tmp_path, corpus, fake_encoder, monkeypatch):
+    """--rebuild while a folder cannot be listed and a file cannot be read: their documents
+    keep their content (rows and vectors) from the last run, the report says so, and the
+    counts compare with the index as it was."""
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    everything = _docs(root)
+    make_folder_unreadable(monkeypatch, corpus / "sub")
+    make_cats_unreadable(monkeypatch)
+    report = run_index(IndexRequest(root=root, rebuild=True))
+    assert report.exit_status == 3 and _docs(root) == everything
+    assert (report.added, report.updated, report.removed, report.unchanged) == (0, 1, 0, 3)
+    assert report.documents == 4 and report.chunks == 4
+    assert sorted(_errors(report)) == [
+        (str(corpus / "cats.md"), None, "permission denied; kept its 1 document from the last run"),
+        (str(corpus / "sub"), None, "permission denied; kept its 2 documents from the last run"),
+    ]
+    text = "Rockets burn fuel to reach orbit around the earth."
+    [hit] = search(root, [text], QueryOptions(k=1))[0]
+    assert hit.path == str(corpus / "sub" / "rockets.txt") and hit.score > 0.999
+
+
+def test_rebuild_counts_against_the_index_it_replaces(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    (corpus / "dogs.txt").unlink()
+    (corpus / "owls.txt").write_text("Owls hunt mice at night.\n")
+    report = run_index(IndexRequest(root=root, rebuild=True))
+    assert (report.added, report.updated, report.removed, report.unchanged) == (1, 3, 1, 0)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "moths.txt").write_text("Moths fly towards the light.\n")
+    report = run_index(IndexRequest(root=root, sources=[str(other)], rebuild=True))
+    assert (report.added, report.updated, report.removed, report.unchanged) == (1, 0, 4, 0)
+    assert _docs(root) == [str(other / "moths.txt")]
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["**/*.md", "*/*.md", "*/a.md", "*/deep/*.md", "locked/*.md", "locked/deep/*.md", "l*/**"],
+)
+@pytest.mark.parametrize("rebuild", [False, True], ids=["run", "rebuild"])
+def test_a_glob_root_keeps_what_it_cannot_read(
+    tmp_path, fake_encoder, monkeypatch, pattern, rebuild
+):
+    """A glob whose expansion crosses a folder that cannot be listed or searched keeps the
+    documents under it and reports it, as a folder root does."""
+    docs = tmp_path / "docs"
+    (docs / "locked" / "deep").mkdir(parents=True)
+    (docs / "locked" / "a.md").write_text("Apples are a red fruit.\n")
+    (docs / "locked" / "deep" / "a.md").write_text("Apricots are an orange fruit.\n")
+    (docs / "open").mkdir()
+    (docs / "open" / "a.md").write_text("Bananas are a yellow fruit.\n")
+    root = tmp_path / "idx"
+    _index(root, f"{docs}/{pattern}")
+    before = _docs(root)
+    assert any("/locked/" in d for d in before)
+    make_folder_unreadable(monkeypatch, docs / "locked")
+    report = run_index(IndexRequest(root=root, rebuild=rebuild))
+    assert report.exit_status == 3 and report.removed == 0 and _docs(root) == before
+    [error] = report.errors
+    assert error.path.startswith(str(docs / "locked")) and "permission denied; kept its" in (
+        error.reason
+    )
+
+
+def _other_model(tmp_path):
+    """A model folder of the same shape as the default one but another fingerprint."""
+    from bienc_cli.encoder import resolve_model
+
+    other = tmp_path / "other-model"
+    other.mkdir()
+    for name in ("config.json", "tokenizer.json", "modules.json"):
+        (other / name).write_bytes(open(f"{resolve_model(None).path}/{name}", "rb").read())
+    (other / "vocab-note.txt").write_text("not the default model")
+    return other
+
+
+def test_rebuild_keeps_the_index_model(tmp_path, corpus, fake_encoder):
+    root = tmp_path / "idx"
+    other = _other_model(tmp_path)
+    _index(root, corpus, model=str(other))
+    fingerprint = store.open_index(root).manifest["model"]["fingerprint"]
+    run_index(IndexRequest(root=root, rebuild=True))
+    assert store.open_index(root).manifest["model"]["fingerprint"] == fingerprint
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"model": "other"}, {"overlap": 8}, {"backend": "onnx-int8"}],
+    ids=["model", "overlap", "precision"],
+)
+def test_rebuild_that_cannot_keep_unreadable_content_is_refused(
+    tmp_path, corpus, fake_encoder, monkeypatch, change
+):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    if "model" in change:
+        change = {"model": str(_other_model(tmp_path))}
+    make_folder_unreadable(monkeypatch, corpus / "sub")
+    with pytest.raises(UsageError, match="2 documents cannot be read .*sub.* would be lost"):
+        run_index(IndexRequest(root=root, rebuild=True, **change))
+    assert store.open_index(root).manifest["generation"] == 1 and len(_docs(root)) == 4
 
 
 def test_vectors_in_index_are_the_encoders(tmp_path, corpus, fake_encoder):
