@@ -281,17 +281,31 @@ def run_index(
 
 
 def check_request(request: IndexRequest) -> None:
-    """Refuse bad options before the lock is taken: a run refused here creates nothing."""
+    """Refuse bad options before the lock is taken: a run refused here creates nothing.
+
+    Checked: the --index folder (see store.check_index_folder), --backend, the SOURCE
+    arguments (they exist, and none is an index), and --overlap against the model.
+    """
+    store.check_index_folder(request.root)
     if request.backend is not None and request.backend not in BACKENDS:
         raise UsageError(
             f"unknown --backend {request.backend!r}; choose one of {', '.join(BACKENDS)}"
         )
-    if request.overlap is None:
-        return  # the index's overlap, or the default, fits its model
     try:  # read without the lock, as queries do; the locked run reads it again
         manifest = None if request.rebuild else store.open_index(request.root).manifest
     except (IndexNotFound, IndexCorrupt, IncompatibleIndex):
         manifest = None
+    if request.sources:
+        stored = manifest["sources"]["options"] if manifest else {}
+        options = dataclasses.asdict(SourceOptions()) | stored | request.options
+        # discover checks every source before it yields anything; nothing is read here
+        discover(
+            [_absolute_source(s) for s in request.sources],
+            _source_options(options),
+            index=str(request.root),
+        )
+    if request.overlap is None:
+        return  # the index's overlap, or the default, fits its model
     model = _choose_model(request, manifest)
     tokens = chunk_tokens(load_tokenizer(model), model.max_seq_length)
     if not 0 <= request.overlap <= tokens // 2:

@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -43,6 +44,7 @@ from bienc_cli.errors import (
     IndexLocked,
     IndexNotFound,
     StorageError,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +69,12 @@ LOOKUP_COLUMNS = (
 DEFAULT_INDEX = ".bienc"
 CACHE = "cache"
 MODELS = "models"  # INDEX/models/<fingerprint>/: the model's ONNX export, shared by generations
+# What a writer names its folders: g000001 ... (more digits past a million generations), and
+# the temporary folder a generation is written in (tempfile.mkdtemp's random suffix).
+_GENERATION = re.compile(r"g\d{6,}")
+_TMP_GENERATION = re.compile(r"\.tmp-g\d{6,}-\w+")
+_TMP_CURRENT = f".{CURRENT}.tmp"
+_LOCK_TEXT = re.compile(rb"\d*\n?")  # what write_lock writes into the lock: a pid, or nothing yet
 
 
 def onnx_dir(root: Path, fingerprint: str, backend: str | None = None) -> Path:
@@ -232,7 +240,7 @@ def open_index(root: Path) -> Generation:
         try:
             name = (root / CURRENT).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            if root.is_dir() and any(root.glob("g*/" + MANIFEST)):
+            if generation_dirs(root):
                 raise IndexCorrupt(
                     f"{root}/{CURRENT} is missing; rebuild with `bienc index --rebuild`"
                 ) from None
@@ -391,31 +399,173 @@ def _is_live(index: hnswlib.Index, label: int) -> bool:
 
 @contextlib.contextmanager
 def write_lock(root: Path, *, wait: float | None) -> Iterator[None]:
-    """Hold the index's writer lock. ``wait``: None = as long as it takes, 0 = not at all."""
+    """Hold the index's writer lock. ``wait``: None = as long as it takes, 0 = not at all.
+
+    Refuses (``check_index_folder``) a folder that is neither new, empty nor a bienc index,
+    before creating anything. When the body fails, what this call created (the folder, its
+    parents, the lock) is removed again while nothing else has been put there.
+    """
+    check_index_folder(root)
+    created = _missing_folders(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise _storage_error(root, exc) from exc
+        had_lock = (root / LOCK).exists()
+        fd = _acquire(root, wait)
+    except BaseException as exc:
+        _remove_if_empty(created)
+        if isinstance(exc, OSError):
+            raise _storage_error(root, exc) from exc
+        raise
     try:
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    holder = _lock_holder(fd)
-                    raise IndexLocked(
-                        f"index at {root} is being written by another bienc process{holder}; "
-                        "try again later or pass --wait SECONDS"
-                    ) from None
-                time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
+    except BaseException:
+        if not had_lock and _names(root) == {LOCK}:  # a failed first run leaves nothing
+            with contextlib.suppress(OSError):
+                (root / LOCK).unlink()
+            _remove_if_empty(created)
+        raise
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(root: Path, wait: float | None) -> int:
+    """The lock file's descriptor, flocked. A failed first run removes its lock file: a
+    process that was waiting on it then holds a lock nobody else sees, so it checks that
+    the file it locked is still the one at the path, and starts again if not."""
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        holder = _lock_holder(fd)
+                        raise IndexLocked(
+                            f"index at {root} is being written by another bienc process"
+                            f"{holder}; try again later or pass --wait SECONDS"
+                        ) from None
+                    time.sleep(0.1)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(root / LOCK).st_ino == os.fstat(fd).st_ino:
+                    return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def check_index_folder(root: Path) -> None:
+    """Refuse to write an index into a folder that holds anything but a bienc index.
+
+    A writer only ever removes what it can prove is its own, but a user's folder given as
+    ``--index`` (``bienc index . --index .``) must not even receive a lock file. Accepted: a
+    path that does not exist yet, an empty folder, a bienc index (``is_bienc_index``), and
+    what a first run killed before it published leaves behind (``_first_run_leftovers``).
+    Raises UsageError, having touched nothing.
+    """
+    try:
+        names = set(os.listdir(root))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise UsageError(f"--index {root} is a file, not a folder: give a folder") from None
+    except OSError as exc:
+        raise _storage_error(root, exc) from exc
+    if names and not is_bienc_index(str(root), names) and not _first_run_leftovers(root, names):
+        raise UsageError(
+            f"--index {root} is not empty and not a bienc index; bienc writes an index only "
+            "into a new or empty folder or an existing index: give another --index"
+        )
+
+
+def is_bienc_index(directory: str, names: set[str] | None = None) -> bool:
+    """Whether ``directory`` holds a bienc index: its CURRENT names a generation whose
+    manifest carries the format marker, or (CURRENT lost) some generation's manifest does.
+    ``names``: the directory's entries, when the caller has listed it already."""
+    try:
+        with open(os.path.join(directory, CURRENT), "rb") as fh:
+            current = fh.read(64).decode("ascii", "replace").strip()
+    except OSError:
+        current = ""
+    if _GENERATION.fullmatch(current) and _has_index_manifest(Path(directory, current)):
+        return True
+    if names is None:
+        try:
+            names = set(os.listdir(directory))
+        except OSError:
+            return False
+    generations = sorted((n for n in names if _GENERATION.fullmatch(n)), key=_number)
+    return any(_has_index_manifest(Path(directory, n)) for n in generations[-3:])
+
+
+def _has_index_manifest(generation: Path) -> bool:
+    try:
+        with open(generation / MANIFEST, "rb") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def _first_run_leftovers(root: Path, names: set[str]) -> bool:
+    """Whether ``names`` are what a first run killed before publishing leaves: its lock
+    (holding a pid, as write_lock writes it), and maybe temporary generation folders, the
+    embedding cache of what it encoded, and the ONNX export it made."""
+    if LOCK not in names or not (root / LOCK).is_file():
+        return False
+    try:
+        with open(root / LOCK, "rb") as fh:
+            if not _LOCK_TEXT.fullmatch(fh.read(32)):
+                return False
+    except OSError:
+        return False
+    return all(
+        name == LOCK
+        or _is_temporary(root / name)
+        or (name in (CACHE, MODELS) and _is_folder(root / name))
+        for name in names
+    )
+
+
+def _is_temporary(path: Path) -> bool:
+    """A writer's temporary file or folder, left by a run killed midway."""
+    if _TMP_GENERATION.fullmatch(path.name):
+        return _is_folder(path)
+    return path.name == _TMP_CURRENT and path.is_file() and not path.is_symlink()
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _names(folder: Path) -> set[str] | None:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return None
+
+
+def _missing_folders(root: Path) -> list[Path]:
+    """``root`` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    current = root.absolute()
+    while not os.path.lexists(current) and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first; stops at the first that is not empty
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _lock_holder(fd: int) -> str:
@@ -482,7 +632,7 @@ def _write_lookup(path: Path, sidecar: pa.Table) -> None:
 
 
 def publish(root: Path, name: str) -> None:
-    tmp = root / f".{CURRENT}.tmp"
+    tmp = root / _TMP_CURRENT
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(name + "\n")
         fh.flush()
@@ -498,21 +648,38 @@ def _current_name(root: Path) -> str | None:
         return None
 
 
+def _number(name: str) -> int:
+    return int(name[1:])
+
+
 def _generations(root: Path) -> list[str]:
-    return sorted(p.name for p in root.glob("g[0-9]*") if p.is_dir())
+    """Entries named like generations, oldest first: numbering goes past all of them."""
+    return sorted((n for n in os.listdir(root) if _GENERATION.fullmatch(n)), key=_number)
+
+
+def generation_dirs(root: Path) -> list[Path]:
+    """The generation folders of the index at ``root`` (named so, holding a manifest),
+    newest first."""
+    names = reversed(_generations(root)) if root.is_dir() else ()
+    return [root / n for n in names if _is_folder(root / n) and _has_index_manifest(root / n)]
 
 
 def _next_generation_number(root: Path) -> int:
     names = _generations(root)
-    return int(names[-1][1:]) + 1 if names else 1
+    return _number(names[-1]) + 1 if names else 1
 
 
 def _remove_old_generations(root: Path, keep: set[str]) -> None:
-    """Remove superseded generations and leftovers of interrupted writes (best effort)."""
+    """Remove superseded generations and leftovers of interrupted writes (best effort).
+
+    Only what a writer provably made: folders named like a generation that hold a bienc
+    manifest, and the writer's temporary names; anything else in the folder stays.
+    """
+    for path in generation_dirs(root):
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
     for path in root.iterdir():
-        stale_tmp = path.name.startswith((".tmp-g", f".{CURRENT}.tmp"))
-        old_generation = path.name.startswith("g") and path.is_dir() and path.name not in keep
-        if stale_tmp or old_generation:
+        if _is_temporary(path):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

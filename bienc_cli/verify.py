@@ -222,8 +222,8 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
     with store.write_lock(root, wait=wait):
         good = [
             g
-            for g in sorted(root.glob("g[0-9]*"), reverse=True)
-            if g.is_dir() and all(c.ok for c in verify_generation(g, check_model=False))
+            for g in store.generation_dirs(root)
+            if all(c.ok for c in verify_generation(g, check_model=False))
         ]
         if good:
             store.publish(root, good[0].name)
@@ -259,7 +259,7 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
 
 
 def _any_manifest(root: Path) -> dict[str, Any] | None:
-    for folder in sorted(root.glob("g[0-9]*"), reverse=True):
+    for folder in store.generation_dirs(root):
         try:
             return json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
