@@ -219,7 +219,7 @@ def run_index(
         manifest = live.manifest if live else None
         previous = _Previous.load(live) if live and not request.rebuild else None
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
-        model = _choose_model(request, None if request.rebuild else manifest)
+        model = choose_model(request, None if request.rebuild else manifest)
         model = _with_backend(model, request, manifest)
         if model.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
             # chosen by name: export now, even with nothing to encode (auto waits for vectors)
@@ -306,7 +306,7 @@ def check_request(request: IndexRequest) -> None:
         )
     if request.overlap is None:
         return  # the index's overlap, or the default, fits its model
-    model = _choose_model(request, manifest)
+    model = choose_model(request, manifest)
     tokens = chunk_tokens(load_tokenizer(model), model.max_seq_length)
     if not 0 <= request.overlap <= tokens // 2:
         raise UsageError(
@@ -394,7 +394,10 @@ def _effective_settings(request: IndexRequest, manifest: dict[str, Any] | None) 
     return dataclasses.replace(settings, overlap=overlap, ef=ef)
 
 
-def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:
+def choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:
+    """The model to encode with: --model or $BIENC_MODEL, else the index's own (found by
+    name, else at its recorded folder), else the default. IncompatibleIndex for a model
+    other than the one the index was built with."""
     asked = request.model or os.environ.get("BIENC_MODEL")
     if manifest is None:
         return resolve_model(asked)
