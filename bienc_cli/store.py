@@ -146,6 +146,10 @@ class Generation:
         index.set_ef(int(params["ef"]))
         return index
 
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and unit vectors of every live item of the graph (for exact search)."""
+        return graph_items(self.dir / VECTORS, self.dim)
+
     def lookup(
         self, labels: Sequence[int], columns: Sequence[str] = LOOKUP_COLUMNS
     ) -> dict[int, dict]:
@@ -299,6 +303,8 @@ def knn(
     the queries, which happens on graphs over many near-identical vectors (boilerplate,
     repeated chunks). Then the search is widened once and, where that is not enough, the
     queries are answered in blocks: by the graph where it can, exactly where it cannot.
+    Up to EXACT_SEARCH_LIMIT live items the search is exact (the graph can be trapped among
+    identical vectors and still return k items, wrong ones).
     ``fallback=False`` (measuring the graph itself) keeps the search as it was and marks
     the blocks it cannot answer as found nothing: labels ``NOT_FOUND``, scores -inf.
     """
@@ -307,6 +313,11 @@ def knn(
     k = max(0, min(k, live))
     if k == 0:
         return np.zeros((len(vectors), 0), dtype=np.uint64), np.zeros((len(vectors), 0))
+    if fallback and live <= EXACT_SEARCH_LIMIT:
+        candidates = unit_items(
+            index, [i for i in live_labels(index) if filter is None or filter(i)]
+        )
+        return _exact_in_blocks(candidates, vectors, k)
     if index.ef < k:
         index.set_ef(k)
     try:
@@ -350,6 +361,17 @@ def unit_items(index: hnswlib.Index, labels) -> tuple[np.ndarray, np.ndarray]:
     return labels, _unit(index.get_items(labels, return_type="numpy"))
 
 
+def _exact_in_blocks(candidates, vectors: np.ndarray, k: int):
+    """``exact_knn`` for many queries, a block at a time (its score matrix stays small)."""
+    import numpy as np
+
+    blocks = [
+        exact_knn(candidates, vectors[start : start + _FALLBACK_BLOCK], k)
+        for start in range(0, len(vectors), _FALLBACK_BLOCK)
+    ]
+    return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+
+
 def exact_knn(candidates: tuple[np.ndarray, np.ndarray], vectors: np.ndarray, k: int):
     """``knn`` by brute force over ``candidates`` (from ``unit_items``): labels and cosine
     similarities of the ``k`` best, best first. Holds a queries x candidates matrix of
@@ -367,6 +389,43 @@ def exact_knn(candidates: tuple[np.ndarray, np.ndarray], vectors: np.ndarray, k:
     return labels[np.take_along_axis(top, order, axis=1)], np.take_along_axis(
         top_scores, order, axis=1
     )
+
+
+# Up to this many live items, searches are exact: greedy HNSW search can be trapped among
+# many identical vectors (boilerplate, repeated chunks) and return k wrong items, which no
+# fallback notices. Reading the vectors from the graph file (graph_items) and one matrix
+# product cost milliseconds at this size (bench/exact_vs_hnsw.py).
+EXACT_SEARCH_LIMIT = 20_000
+_HNSW_HEADER_BYTES = 96  # hnswlib's saveIndex header, before the level-0 data
+
+
+def graph_items(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and unit vectors of the live items of the hnswlib graph file at ``path``.
+
+    Read straight from the file, because hnswlib's get_items copies item by item (0.7 s for
+    20,000 items). The layout is hnswlib's save format: a header of size_t fields, then per
+    item its level-0 links (whose third byte holds the deleted mark), its vector and its
+    label. tests/test_store.py checks the result against get_items.
+    """
+    import numpy as np
+
+    header = np.fromfile(path, dtype="<u8", count=6)  # offsetLevel0 ... offsetData
+    if len(header) < 6:
+        raise IndexCorrupt(f"{path} is truncated; run `bienc index --rebuild`")
+    _, _, count, size, label_offset, data_offset = (int(v) for v in header)
+    if size != data_offset + 4 * dim + 8 or label_offset != data_offset + 4 * dim:
+        raise IndexCorrupt(f"{path} does not hold {dim}-d vectors; run `bienc index --rebuild`")
+    if count == 0:
+        return np.zeros(0, np.uint64), np.zeros((0, dim), np.float32)
+    try:
+        data = np.memmap(path, np.uint8, mode="r", offset=_HNSW_HEADER_BYTES, shape=(count, size))
+    except ValueError as exc:
+        raise IndexCorrupt(f"{path} is truncated; run `bienc index --rebuild`") from exc
+    live = (data[:, 2] & 1) == 0  # hnswlib's DELETE_MARK
+    rows = data[live]
+    vectors = rows[:, data_offset:label_offset].copy().view(np.float32)
+    labels = rows[:, label_offset:size].copy().view(np.uint64).ravel()
+    return labels, _unit(vectors)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
