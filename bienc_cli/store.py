@@ -573,22 +573,27 @@ def _has_index_manifest(generation: Path) -> bool:
 
 def _first_run_leftovers(root: Path, names: set[str]) -> bool:
     """Whether ``names`` are what a first run killed before publishing leaves: its lock
-    (holding a pid, as write_lock writes it), and maybe temporary generation folders, the
-    embedding cache of what it encoded, and the ONNX export it made."""
-    if LOCK not in names or not (root / LOCK).is_file():
-        return False
-    try:
-        with open(root / LOCK, "rb") as fh:
-            if not _LOCK_TEXT.fullmatch(fh.read(32)):
-                return False
-    except OSError:
-        return False
-    return all(
+    (holding a pid, as write_lock writes it), temporary generation folders, the embedding
+    cache of what it encoded, the ONNX export it made; or an export copied in ahead of the
+    first run. Either the lock or an export (``models/*/bienc_onnx.json``) must be there."""
+    if not all(
         name == LOCK
         or _is_temporary(root / name)
         or (name in (CACHE, MODELS) and _is_folder(root / name))
         for name in names
-    )
+    ):
+        return False
+    return _is_own_lock(root / LOCK) or any((root / MODELS).glob("*/bienc_onnx.json"))
+
+
+def _is_own_lock(path: Path) -> bool:
+    if not path.is_file() or path.is_symlink():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return _LOCK_TEXT.fullmatch(fh.read(32)) is not None
+    except OSError:
+        return False
 
 
 def _is_temporary(path: Path) -> bool:

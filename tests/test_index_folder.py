@@ -133,7 +133,8 @@ def test_leftovers_of_a_killed_first_run_are_reusable(tmp_path, corpus, fake_enc
     [
         {"lock": "my grocery list\n"},  # a user's file named lock
         {"lock": "123\n", "notes.txt": "x"},  # a lock beside a user's file
-        {"models": None},  # without a lock, bienc did not start here
+        {"models": None},  # neither a lock nor an export: bienc did not start here
+        {"lock": None},  # a folder named lock
     ],
 )
 def test_only_bienc_leftovers_make_a_folder_an_index(tmp_path, names):
@@ -150,6 +151,17 @@ def test_only_bienc_leftovers_make_a_folder_an_index(tmp_path, names):
     with pytest.raises(UsageError), store.write_lock(root, wait=0):
         pass
     assert snapshot(root) == before
+
+
+def test_a_folder_holding_only_an_export_is_accepted(tmp_path, corpus, fake_encoder):
+    """An ONNX export copied in ahead of the first run (to skip exporting again)."""
+    index = tmp_path / "idx"
+    (index / store.MODELS / "abc").mkdir(parents=True)
+    (index / store.MODELS / "abc" / "bienc_onnx.json").write_text("{}")
+    store.check_index_folder(index)
+    (index / store.MODELS / "abc" / "bienc_onnx.json").unlink()
+    with pytest.raises(UsageError):
+        store.check_index_folder(index)
 
 
 def test_the_writer_removes_only_its_own_generations(tmp_path, corpus, fake_encoder):
