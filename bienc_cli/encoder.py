@@ -299,6 +299,44 @@ def is_onnx_export(folder: str | Path) -> bool:
     return all(os.path.isfile(os.path.join(folder, name)) for name in _ONNX_FILES)
 
 
+def export_problem(folder: str | Path, dim: int) -> str | None:
+    """Why the ONNX export in ``folder`` cannot serve queries of ``dim``-d vectors, or None:
+    a file missing or damaged, a graph onnxruntime cannot load, vectors of the wrong shape."""
+    import numpy as np
+
+    from bienc_cli import onnx_backend
+
+    if not is_onnx_export(folder):
+        missing = [n for n in _ONNX_FILES if not os.path.isfile(os.path.join(folder, n))]
+        return f"{folder}: missing {', '.join(missing)}"
+    try:
+        vector = onnx_backend.OnnxEncoder(str(folder), threads=1).encode(["bienc verify"])
+    except onnx_backend.OnnxFolderError as exc:
+        return str(exc)
+    except Exception as exc:  # onnxruntime's own errors for a damaged graph or weights
+        return f"{folder}: cannot run the export ({type(exc).__name__}: {str(exc)[:200]})"
+    if vector.shape != (1, dim) or not np.isfinite(vector).all():
+        return f"{folder}: gives vectors of shape {vector.shape}, the index holds {dim}-d ones"
+    return None
+
+
+def rebuild_export(model: ModelInfo) -> None:
+    """Export ``model`` to ``model.onnx_dir`` again (its int8 copy too, for onnx-int8),
+    replacing what is there; the old folder stays until the new one is complete."""
+    from bienc_cli import onnx_backend
+
+    assert model.onnx_dir is not None and model.backend in ("onnx", "onnx-int8")
+    fp32_dir = str(Path(model.onnx_dir).with_name(model.fingerprint))
+    _quiet_hugging_face()
+    try:
+        if model.backend == "onnx" or export_problem(fp32_dir, model.dim) is not None:
+            onnx_backend.export_model(model.path, fp32_dir)
+        if model.backend == "onnx-int8":
+            onnx_backend.quantize_export(fp32_dir, model.onnx_dir)
+    except onnx_backend.ExportError as exc:
+        raise ModelUnavailable(f"cannot export {model.name} to ONNX again: {exc}") from exc
+
+
 def load_encoder(model: ModelInfo) -> Encoder:
     """An encoder for ``model`` on ``model.backend``, loaded once per process.
 

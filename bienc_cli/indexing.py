@@ -234,7 +234,7 @@ def run_index(
         manifest = live.manifest if live else None
         previous = _previous(live, request.rebuild)
         request = dataclasses.replace(request, settings=_effective_settings(request, manifest))
-        model = _choose_model(request, manifest)
+        model = choose_model(request, manifest)
         model = _with_backend(model, request, manifest)
         if model.backend in ("onnx", "onnx-int8") and not is_onnx_export(model.onnx_dir):
             # chosen by name: export now, even with nothing to encode (auto waits for vectors)
@@ -300,18 +300,32 @@ def run_index(
 
 
 def check_request(request: IndexRequest) -> None:
-    """Refuse bad options before the lock is taken: a run refused here creates nothing."""
+    """Refuse bad options before the lock is taken: a run refused here creates nothing.
+
+    Checked: the --index folder (see store.check_index_folder), --backend, the SOURCE
+    arguments (they exist, and none is an index), and --overlap against the model.
+    """
+    store.check_index_folder(request.root)
     if request.backend is not None and request.backend not in BACKENDS:
         raise UsageError(
             f"unknown --backend {request.backend!r}; choose one of {', '.join(BACKENDS)}"
         )
-    if request.overlap is None:
-        return  # the index's overlap, or the default, fits its model
     try:  # read without the lock, as queries do; the locked run reads it again
         manifest = None if request.rebuild else store.open_index(request.root).manifest
     except (IndexNotFound, IndexCorrupt, IncompatibleIndex):
         manifest = None
-    model = _choose_model(request, manifest)
+    if request.sources:
+        stored = manifest["sources"]["options"] if manifest else {}
+        options = dataclasses.asdict(SourceOptions()) | stored | request.options
+        # discover checks every source before it yields anything; nothing is read here
+        discover(
+            [_absolute_source(s) for s in request.sources],
+            _source_options(options),
+            index=str(request.root),
+        )
+    if request.overlap is None:
+        return  # the index's overlap, or the default, fits its model
+    model = choose_model(request, manifest)
     tokens = chunk_tokens(load_tokenizer(model), model.max_seq_length)
     if not 0 <= request.overlap <= tokens // 2:
         raise UsageError(
@@ -399,9 +413,11 @@ def _effective_settings(request: IndexRequest, manifest: dict[str, Any] | None) 
     return dataclasses.replace(settings, overlap=overlap, ef=ef)
 
 
-def _choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:
-    """--model (or $BIENC_MODEL), else the index's model (a rebuild too); another model
-    than the index's needs --rebuild."""
+def choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> ModelInfo:
+    """The model to encode with: --model or $BIENC_MODEL, else the index's own (found by
+    name, else at its recorded folder; a rebuild keeps it too), else the default.
+    IncompatibleIndex for a model other than the one the index was built with, unless
+    rebuilding."""
     asked = request.model or os.environ.get("BIENC_MODEL")
     if manifest is None:
         return resolve_model(asked)

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 EncoderFactory = Callable[[ModelInfo], Encoder]
 
-# Exact search instead of the graph when a filter leaves at most this many chunks: exact is
-# then both faster and complete (a filtered HNSW search can miss rare matches).
-_EXACT_LIMIT = 20_000
-
 
 @dataclass(frozen=True)
 class QueryOptions:
@@ -86,7 +82,7 @@ def search(
     model = index_model(generation, backend=options.backend, queries=len(queries))
     encoder = (encoder_factory or load_encoder)(model)
     vectors = encoder.encode(list(queries))
-    if allowed is not None and len(allowed) <= _EXACT_LIMIT:
+    if len(allowed if allowed is not None else range(live)) <= store.EXACT_SEARCH_LIMIT:
         candidates = _exact(generation, vectors, allowed, options)
     else:
         candidates = _approximate(generation, vectors, allowed, options)
@@ -177,11 +173,21 @@ def _enough_documents(generation, found, options) -> bool:
 
 
 def _exact(
-    generation, vectors: np.ndarray, allowed: set[int], options
+    generation, vectors: np.ndarray, allowed: set[int] | None, options
 ) -> list[list[tuple[int, float]]]:
-    candidates = store.unit_items(generation.load_hnsw(), sorted(allowed))
-    labels, scores = store.exact_knn(candidates, vectors, len(allowed))
-    return [list(zip(map(int, ls), map(float, ss))) for ls, ss in zip(labels, scores)]
+    """Every allowed chunk (all without a filter) by brute force: complete, and at most
+    EXACT_SEARCH_LIMIT chunks, as fast as the graph (see store.EXACT_SEARCH_LIMIT)."""
+    import numpy as np
+
+    labels, matrix = generation.items()
+    if allowed is not None:
+        keep = np.isin(labels, np.fromiter(allowed, np.uint64, len(allowed)))
+        labels, matrix = labels[keep], matrix[keep]
+    fetch = _fetch_size(generation, options, len(labels))
+    if not options.chunks:
+        fetch = len(labels)  # every chunk, ranked: grouping by document cannot run short
+    found, scores = store.exact_knn((labels, matrix), vectors, fetch)
+    return [list(zip(map(int, ls), map(float, ss))) for ls, ss in zip(found, scores)]
 
 
 def _allowed_labels(generation: store.Generation, options: QueryOptions) -> set[int] | None:

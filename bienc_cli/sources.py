@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import json
 import os
-import re
 import stat
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -243,11 +241,12 @@ class _Discovery:
             # (a path that cannot be examined is reported by the walk, as unreadable)
             index = self._enclosing_index(os.path.abspath(source))
             if index is not None:
-                what = (
-                    "a bienc index"
-                    if index == os.path.abspath(source)
-                    else f"inside the bienc index {index}"
-                )
+                own = _identity(index) == self.own_index
+                if index == os.path.abspath(source):
+                    what = "the --index folder itself" if own else "a bienc index"
+                else:
+                    where = "the --index folder" if own else "the bienc index"
+                    what = f"inside {where} {index}"
                 raise UsageError(
                     f"{source} is {what}; {_NEVER}: give the folders that hold your documents"
                 )
@@ -437,7 +436,7 @@ class _Discovery:
             self.index_dirs[directory] = True
             return True
         names = {e.name for e in entries}
-        found = self.index_dirs.setdefault(directory, is_bienc_index(directory, names))
+        found = self.index_dirs.setdefault(directory, store.is_bienc_index(directory, names))
         if found:
             yield from self._skip(directory, _AN_INDEX, error=False)
         return found
@@ -449,7 +448,7 @@ class _Discovery:
             if current not in self.index_dirs:
                 self.index_dirs[current] = (
                     self.own_index is not None and _identity(current) == self.own_index
-                ) or is_bienc_index(current)
+                ) or store.is_bienc_index(current)
             if self.index_dirs[current]:
                 return current
             parent = os.path.dirname(current)
@@ -532,36 +531,6 @@ class _Discovery:
 
 _NEVER = "index folders are never indexed"
 _AN_INDEX = f"a bienc index; {_NEVER}"
-_GENERATION = re.compile(r"g\d+")
-
-
-def is_bienc_index(directory: str, names: set[str] | None = None) -> bool:
-    """Whether ``directory`` holds a bienc index: its CURRENT names a generation whose
-    manifest carries the format marker, or (CURRENT lost) some generation's manifest does.
-    ``names``: the directory's entries, when the caller has listed it already."""
-    try:
-        with open(os.path.join(directory, store.CURRENT), "rb") as fh:
-            current = fh.read(64).decode("ascii", "replace").strip()
-    except OSError:
-        current = ""
-    if _GENERATION.fullmatch(current) and _has_index_manifest(os.path.join(directory, current)):
-        return True
-    if names is None:
-        try:
-            names = set(os.listdir(directory))
-        except OSError:
-            return False
-    generations = sorted((n for n in names if _GENERATION.fullmatch(n)), reverse=True)
-    return any(_has_index_manifest(os.path.join(directory, n)) for n in generations[:3])
-
-
-def _has_index_manifest(generation: str) -> bool:
-    try:
-        with open(os.path.join(generation, store.MANIFEST), "rb") as fh:
-            manifest = json.load(fh)
-    except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == store.FORMAT
 
 
 def _identity(path: str) -> tuple[int, int] | None:

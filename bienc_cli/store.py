@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -43,6 +44,7 @@ from bienc_cli.errors import (
     IndexLocked,
     IndexNotFound,
     StorageError,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +69,12 @@ LOOKUP_COLUMNS = (
 DEFAULT_INDEX = ".bienc"
 CACHE = "cache"
 MODELS = "models"  # INDEX/models/<fingerprint>/: the model's ONNX export, shared by generations
+# What a writer names its folders: g000001 ... (more digits past a million generations), and
+# the temporary folder a generation is written in (tempfile.mkdtemp's random suffix).
+_GENERATION = re.compile(r"g\d{6,}")
+_TMP_GENERATION = re.compile(r"\.tmp-g\d{6,}-\w+")
+_TMP_CURRENT = f".{CURRENT}.tmp"
+_LOCK_TEXT = re.compile(rb"\d*\n?")  # what write_lock writes into the lock: a pid, or nothing yet
 
 
 def onnx_dir(root: Path, fingerprint: str, backend: str | None = None) -> Path:
@@ -137,6 +145,10 @@ class Generation:
             raise IndexCorrupt(f"cannot load {path}: {exc}; run `bienc index --rebuild`") from exc
         index.set_ef(int(params["ef"]))
         return index
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and unit vectors of every live item of the graph (for exact search)."""
+        return graph_items(self.dir / VECTORS, self.dim)
 
     def lookup(
         self, labels: Sequence[int], columns: Sequence[str] = LOOKUP_COLUMNS
@@ -232,7 +244,7 @@ def open_index(root: Path) -> Generation:
         try:
             name = (root / CURRENT).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            if root.is_dir() and any(root.glob("g*/" + MANIFEST)):
+            if generation_dirs(root):
                 raise IndexCorrupt(
                     f"{root}/{CURRENT} is missing; rebuild with `bienc index --rebuild`"
                 ) from None
@@ -291,6 +303,8 @@ def knn(
     the queries, which happens on graphs over many near-identical vectors (boilerplate,
     repeated chunks). Then the search is widened once and, where that is not enough, the
     queries are answered in blocks: by the graph where it can, exactly where it cannot.
+    Up to EXACT_SEARCH_LIMIT live items the search is exact (the graph can be trapped among
+    identical vectors and still return k items, wrong ones).
     ``fallback=False`` (measuring the graph itself) keeps the search as it was and marks
     the blocks it cannot answer as found nothing: labels ``NOT_FOUND``, scores -inf.
     """
@@ -299,6 +313,11 @@ def knn(
     k = max(0, min(k, live))
     if k == 0:
         return np.zeros((len(vectors), 0), dtype=np.uint64), np.zeros((len(vectors), 0))
+    if fallback and live <= EXACT_SEARCH_LIMIT:
+        candidates = unit_items(
+            index, [i for i in live_labels(index) if filter is None or filter(i)]
+        )
+        return _exact_in_blocks(candidates, vectors, k)
     if index.ef < k:
         index.set_ef(k)
     try:
@@ -342,6 +361,17 @@ def unit_items(index: hnswlib.Index, labels) -> tuple[np.ndarray, np.ndarray]:
     return labels, _unit(index.get_items(labels, return_type="numpy"))
 
 
+def _exact_in_blocks(candidates, vectors: np.ndarray, k: int):
+    """``exact_knn`` for many queries, a block at a time (its score matrix stays small)."""
+    import numpy as np
+
+    blocks = [
+        exact_knn(candidates, vectors[start : start + _FALLBACK_BLOCK], k)
+        for start in range(0, len(vectors), _FALLBACK_BLOCK)
+    ]
+    return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+
+
 def exact_knn(candidates: tuple[np.ndarray, np.ndarray], vectors: np.ndarray, k: int):
     """``knn`` by brute force over ``candidates`` (from ``unit_items``): labels and cosine
     similarities of the ``k`` best, best first. Holds a queries x candidates matrix of
@@ -359,6 +389,43 @@ def exact_knn(candidates: tuple[np.ndarray, np.ndarray], vectors: np.ndarray, k:
     return labels[np.take_along_axis(top, order, axis=1)], np.take_along_axis(
         top_scores, order, axis=1
     )
+
+
+# Up to this many live items, searches are exact: greedy HNSW search can be trapped among
+# many identical vectors (boilerplate, repeated chunks) and return k wrong items, which no
+# fallback notices. Reading the vectors from the graph file (graph_items) and one matrix
+# product cost milliseconds at this size (bench/exact_vs_hnsw.py).
+EXACT_SEARCH_LIMIT = 20_000
+_HNSW_HEADER_BYTES = 96  # hnswlib's saveIndex header, before the level-0 data
+
+
+def graph_items(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and unit vectors of the live items of the hnswlib graph file at ``path``.
+
+    Read straight from the file, because hnswlib's get_items copies item by item (0.7 s for
+    20,000 items). The layout is hnswlib's save format: a header of size_t fields, then per
+    item its level-0 links (whose third byte holds the deleted mark), its vector and its
+    label. tests/test_store.py checks the result against get_items.
+    """
+    import numpy as np
+
+    header = np.fromfile(path, dtype="<u8", count=6)  # offsetLevel0 ... offsetData
+    if len(header) < 6:
+        raise IndexCorrupt(f"{path} is truncated; run `bienc index --rebuild`")
+    _, _, count, size, label_offset, data_offset = (int(v) for v in header)
+    if size != data_offset + 4 * dim + 8 or label_offset != data_offset + 4 * dim:
+        raise IndexCorrupt(f"{path} does not hold {dim}-d vectors; run `bienc index --rebuild`")
+    if count == 0:
+        return np.zeros(0, np.uint64), np.zeros((0, dim), np.float32)
+    try:
+        data = np.memmap(path, np.uint8, mode="r", offset=_HNSW_HEADER_BYTES, shape=(count, size))
+    except ValueError as exc:
+        raise IndexCorrupt(f"{path} is truncated; run `bienc index --rebuild`") from exc
+    live = (data[:, 2] & 1) == 0  # hnswlib's DELETE_MARK
+    rows = data[live]
+    vectors = rows[:, data_offset:label_offset].copy().view(np.float32)
+    labels = rows[:, label_offset:size].copy().view(np.uint64).ravel()
+    return labels, _unit(vectors)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -391,31 +458,178 @@ def _is_live(index: hnswlib.Index, label: int) -> bool:
 
 @contextlib.contextmanager
 def write_lock(root: Path, *, wait: float | None) -> Iterator[None]:
-    """Hold the index's writer lock. ``wait``: None = as long as it takes, 0 = not at all."""
+    """Hold the index's writer lock. ``wait``: None = as long as it takes, 0 = not at all.
+
+    Refuses (``check_index_folder``) a folder that is neither new, empty nor a bienc index,
+    before creating anything. When the body fails, what this call created (the folder, its
+    parents, the lock) is removed again while nothing else has been put there.
+    """
+    check_index_folder(root)
+    created = _missing_folders(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise _storage_error(root, exc) from exc
+        had_lock = (root / LOCK).exists()
+        fd = _acquire(root, wait)
+    except BaseException as exc:
+        _remove_if_empty(created)
+        if isinstance(exc, OSError):
+            raise _storage_error(root, exc) from exc
+        raise
     try:
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    holder = _lock_holder(fd)
-                    raise IndexLocked(
-                        f"index at {root} is being written by another bienc process{holder}; "
-                        "try again later or pass --wait SECONDS"
-                    ) from None
-                time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
+    except BaseException:
+        if not had_lock and _names(root) == {LOCK}:  # a failed first run leaves nothing
+            with contextlib.suppress(OSError):
+                (root / LOCK).unlink()
+            _remove_if_empty(created)
+        raise
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _acquire(root: Path, wait: float | None) -> int:
+    """The lock file's descriptor, flocked. A failed first run removes its lock file: a
+    process that was waiting on it then holds a lock nobody else sees, so it checks that
+    the file it locked is still the one at the path, and starts again if not."""
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        holder = _lock_holder(fd)
+                        raise IndexLocked(
+                            f"index at {root} is being written by another bienc process"
+                            f"{holder}; try again later or pass --wait SECONDS"
+                        ) from None
+                    time.sleep(0.1)
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(root / LOCK).st_ino == os.fstat(fd).st_ino:
+                    return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def check_index_folder(root: Path) -> None:
+    """Refuse to write an index into a folder that holds anything but a bienc index.
+
+    A writer only ever removes what it can prove is its own, but a user's folder given as
+    ``--index`` (``bienc index . --index .``) must not even receive a lock file. Accepted: a
+    path that does not exist yet, an empty folder, a bienc index (``is_bienc_index``), and
+    what a first run killed before it published leaves behind (``_first_run_leftovers``).
+    Raises UsageError, having touched nothing.
+    """
+    try:
+        names = set(os.listdir(root))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise UsageError(f"--index {root} is a file, not a folder: give a folder") from None
+    except OSError as exc:
+        raise _storage_error(root, exc) from exc
+    if names and not is_bienc_index(str(root), names) and not _first_run_leftovers(root, names):
+        raise UsageError(
+            f"--index {root} is not empty and not a bienc index; bienc writes an index only "
+            "into a new or empty folder or an existing index: give another --index"
+        )
+
+
+def is_bienc_index(directory: str, names: set[str] | None = None) -> bool:
+    """Whether ``directory`` holds a bienc index: its CURRENT names a generation whose
+    manifest carries the format marker, or (CURRENT lost) some generation's manifest does.
+    ``names``: the directory's entries, when the caller has listed it already."""
+    try:
+        with open(os.path.join(directory, CURRENT), "rb") as fh:
+            current = fh.read(64).decode("ascii", "replace").strip()
+    except OSError:
+        current = ""
+    if _GENERATION.fullmatch(current) and _has_index_manifest(Path(directory, current)):
+        return True
+    if names is None:
+        try:
+            names = set(os.listdir(directory))
+        except OSError:
+            return False
+    generations = sorted((n for n in names if _GENERATION.fullmatch(n)), key=_number)
+    return any(_has_index_manifest(Path(directory, n)) for n in generations[-3:])
+
+
+def _has_index_manifest(generation: Path) -> bool:
+    try:
+        with open(generation / MANIFEST, "rb") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def _first_run_leftovers(root: Path, names: set[str]) -> bool:
+    """Whether ``names`` are what a first run killed before publishing leaves: its lock
+    (holding a pid, as write_lock writes it), temporary generation folders, the embedding
+    cache of what it encoded, the ONNX export it made; or an export copied in ahead of the
+    first run. Either the lock or an export (``models/*/bienc_onnx.json``) must be there."""
+    if not all(
+        name == LOCK
+        or _is_temporary(root / name)
+        or (name in (CACHE, MODELS) and _is_folder(root / name))
+        for name in names
+    ):
+        return False
+    return _is_own_lock(root / LOCK) or any((root / MODELS).glob("*/bienc_onnx.json"))
+
+
+def _is_own_lock(path: Path) -> bool:
+    if not path.is_file() or path.is_symlink():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return _LOCK_TEXT.fullmatch(fh.read(32)) is not None
+    except OSError:
+        return False
+
+
+def _is_temporary(path: Path) -> bool:
+    """A writer's temporary file or folder, left by a run killed midway."""
+    if _TMP_GENERATION.fullmatch(path.name):
+        return _is_folder(path)
+    return path.name == _TMP_CURRENT and path.is_file() and not path.is_symlink()
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _names(folder: Path) -> set[str] | None:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return None
+
+
+def _missing_folders(root: Path) -> list[Path]:
+    """``root`` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    current = root.absolute()
+    while not os.path.lexists(current) and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first; stops at the first that is not empty
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _lock_holder(fd: int) -> str:
@@ -482,7 +696,7 @@ def _write_lookup(path: Path, sidecar: pa.Table) -> None:
 
 
 def publish(root: Path, name: str) -> None:
-    tmp = root / f".{CURRENT}.tmp"
+    tmp = root / _TMP_CURRENT
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(name + "\n")
         fh.flush()
@@ -498,21 +712,38 @@ def _current_name(root: Path) -> str | None:
         return None
 
 
+def _number(name: str) -> int:
+    return int(name[1:])
+
+
 def _generations(root: Path) -> list[str]:
-    return sorted(p.name for p in root.glob("g[0-9]*") if p.is_dir())
+    """Entries named like generations, oldest first: numbering goes past all of them."""
+    return sorted((n for n in os.listdir(root) if _GENERATION.fullmatch(n)), key=_number)
+
+
+def generation_dirs(root: Path) -> list[Path]:
+    """The generation folders of the index at ``root`` (named so, holding a manifest),
+    newest first."""
+    names = reversed(_generations(root)) if root.is_dir() else ()
+    return [root / n for n in names if _is_folder(root / n) and _has_index_manifest(root / n)]
 
 
 def _next_generation_number(root: Path) -> int:
     names = _generations(root)
-    return int(names[-1][1:]) + 1 if names else 1
+    return _number(names[-1]) + 1 if names else 1
 
 
 def _remove_old_generations(root: Path, keep: set[str]) -> None:
-    """Remove superseded generations and leftovers of interrupted writes (best effort)."""
+    """Remove superseded generations and leftovers of interrupted writes (best effort).
+
+    Only what a writer provably made: folders named like a generation that hold a bienc
+    manifest, and the writer's temporary names; anything else in the folder stays.
+    """
+    for path in generation_dirs(root):
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
     for path in root.iterdir():
-        stale_tmp = path.name.startswith((".tmp-g", f".{CURRENT}.tmp"))
-        old_generation = path.name.startswith("g") and path.is_dir() and path.name not in keep
-        if stale_tmp or old_generation:
+        if _is_temporary(path):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

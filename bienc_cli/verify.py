@@ -58,7 +58,38 @@ def verify_index(root: Path, *, check_model: bool = True) -> Verification:
         result.checks.append(Check("current", False, f"{root}/{store.CURRENT} is missing or empty"))
         return result
     result.checks.extend(verify_generation(root / name, check_model=check_model))
+    if check_model and result.ok:
+        export = export_check(root, _read_manifest(root / name))
+        if export is not None:
+            result.checks.append(export)
     return result
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+
+
+def query_export(root: Path, manifest: dict[str, Any]) -> tuple[str, Path] | None:
+    """The backend and folder of the ONNX export that queries of this index load, if they
+    load one: where the manifest says queries (``backend``) or the encoder it was built
+    with (``backend_choice``) are onnx or onnx-int8."""
+    stored = manifest["model"]
+    for backend in (stored.get("backend"), stored.get("backend_choice")):
+        if backend in ("onnx", "onnx-int8"):
+            return backend, store.onnx_dir(root, stored["fingerprint"], backend)
+    return None
+
+
+def export_check(root: Path, manifest: dict[str, Any]) -> Check | None:
+    """The ONNX export queries need: present, complete, loadable, of the index's dimension."""
+    from bienc_cli.encoder import export_problem
+
+    export = query_export(root, manifest)
+    if export is None:
+        return None
+    backend, folder = export
+    problem = export_problem(folder, int(manifest["model"]["dim"]))
+    return Check(f"{backend} export", problem is None, problem or str(folder))
 
 
 def verify_generation(folder: Path, *, check_model: bool = True) -> list[Check]:
@@ -217,13 +248,21 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
 
     before = verify_index(root, check_model=False)
     if before.ok:
-        before.repaired = "nothing to repair"
-        return before
+        manifest = _read_manifest(root / str(before.generation))
+        export = export_check(root, manifest)
+        if export is None or export.ok:
+            before.repaired = "nothing to repair"
+            return before
+        with store.write_lock(root, wait=wait):
+            _rebuild_export(root, manifest)
+        after = verify_index(root)
+        after.repaired = f"exported the model to ONNX again ({export.detail})"
+        return after
     with store.write_lock(root, wait=wait):
         good = [
             g
-            for g in sorted(root.glob("g[0-9]*"), reverse=True)
-            if g.is_dir() and all(c.ok for c in verify_generation(g, check_model=False))
+            for g in store.generation_dirs(root)
+            if all(c.ok for c in verify_generation(g, check_model=False))
         ]
         if good:
             store.publish(root, good[0].name)
@@ -258,8 +297,22 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
     return after
 
 
+def _rebuild_export(root: Path, manifest: dict[str, Any]) -> None:
+    """Export the index's model again, into the folder its queries load."""
+    import dataclasses
+
+    from bienc_cli.encoder import rebuild_export
+    from bienc_cli.indexing import IndexRequest, choose_model
+
+    export = query_export(root, manifest)
+    assert export is not None
+    backend, folder = export
+    model = choose_model(IndexRequest(root=root), manifest)
+    rebuild_export(dataclasses.replace(model, backend=backend, onnx_dir=str(folder)))
+
+
 def _any_manifest(root: Path) -> dict[str, Any] | None:
-    for folder in sorted(root.glob("g[0-9]*"), reverse=True):
+    for folder in store.generation_dirs(root):
         try:
             return json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -204,3 +204,27 @@ def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path
 
     switched = bienc("index", "--index", root, "--backend", "onnx")
     assert switched.exit_code == ExitStatus.USAGE and "--rebuild" in switched.output
+
+
+@pytest.mark.parametrize("damage", ["removed", "truncated"])
+def test_verify_finds_and_repair_rebuilds_the_onnx_export(sample_index, tmp_path, damage):
+    """`rm -rf IDX/models` made every query exit 6 while verify passed (#14 item 14)."""
+    import shutil
+
+    _, root, _ = sample_index
+    work_root = tmp_path / "idx"
+    shutil.copytree(root, work_root)
+    models = work_root / "models"
+    if damage == "removed":
+        shutil.rmtree(models)
+    else:
+        (data,) = models.glob("*/model.onnx.data")
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    result = bienc("verify", "--index", work_root)
+    assert result.exit_code == ExitStatus.NO_INDEX
+    assert "FAIL onnx export" in result.stdout
+    repaired = bienc("verify", "--index", work_root, "--repair")
+    assert repaired.exit_code == 0, repaired.stdout
+    assert "ok   onnx export" in repaired.stdout
+    hits = bienc("query", "why does mars look red", "--index", work_root, "-f", "paths", "-k", "1")
+    assert hits.exit_code == 0 and hits.stdout.strip().endswith("why-mars-is-red.md")

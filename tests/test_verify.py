@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from bienc_cli import store
 from bienc_cli.cli import app
+from bienc_cli.encoder import is_onnx_export
 from bienc_cli.errors import ExitStatus
 
 runner = CliRunner()
@@ -77,3 +79,51 @@ def test_every_generation_damaged_rebuilds_from_sources(tmp_path, corpus, fake_e
 
 def test_verify_without_index(tmp_path):
     assert bienc("verify", "--index", tmp_path / "none").exit_code == ExitStatus.NO_INDEX
+
+
+def _say_queries_use(root, backend):
+    """Edit the live manifest as an index whose model exported would have written it."""
+    path = store.open_index(root).dir / store.MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["model"]["backend"] = backend
+    path.write_text(json.dumps(manifest))
+
+
+def test_a_missing_onnx_export_fails_verify(tmp_path, corpus, fake_encoder):
+    """Queries load the export the manifest names; verify must check it is there (#14 item 14)."""
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    _say_queries_use(root, "onnx")
+    result = bienc("verify", "--index", root, "--json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == ExitStatus.NO_INDEX and not data["ok"]
+    failed = [c for c in data["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["onnx export"]
+    assert "missing bienc_onnx.json, model.onnx" in failed[0]["detail"]
+    assert bienc("query", "cats", "--index", root).exit_code == ExitStatus.MODEL_UNAVAILABLE
+
+
+def test_repair_exports_the_model_again(tmp_path, corpus, fake_encoder, monkeypatch):
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    _say_queries_use(root, "onnx")
+    exported = []
+
+    def export(model):  # what export_model leaves, without torch
+        exported.append(model)
+        for name in ("bienc_onnx.json", "model.onnx", "model.onnx.data", "tokenizer.json"):
+            Path(model.onnx_dir, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(model.onnx_dir, name).write_text("{}")
+
+    def problem(folder, dim):
+        return None if is_onnx_export(folder) else "missing"
+
+    monkeypatch.setattr("bienc_cli.encoder.rebuild_export", export)
+    monkeypatch.setattr("bienc_cli.encoder.export_problem", problem)
+    result = bienc("verify", "--index", root, "--repair")
+    assert result.exit_code == 0, result.stdout
+    assert "exported the model to ONNX again" in result.stdout
+    (model,) = exported
+    assert model.backend == "onnx" and model.onnx_dir == str(
+        store.onnx_dir(root, store.open_index(root).manifest["model"]["fingerprint"], "onnx")
+    )
