@@ -33,13 +33,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bienc_cli.cluster import ClusterOptions, cluster_index  # noqa: E402
+from bienc_cli.cluster.algorithms import ClusterOptions, cluster_index  # noqa: E402
 
 
 def ensure_index(data: Path, index: Path, rebuild: bool) -> None:
     """Index the BBC folder once; encoding 2,225 articles takes minutes on a CPU."""
-    from bienc_cli import store
-    from bienc_cli.indexing import IndexRequest, run_index
+    from bienc_cli.indexing.run import IndexRequest, run_index
+    from bienc_cli.store import generations as store
 
     if not rebuild:
         try:
@@ -166,7 +166,7 @@ def main() -> int:
         f"pairwise ARI) {stability:.3f}: {'PASS' if passed else 'FAIL'}"
     )
     if args.plot:
-        from bienc_cli.plot import write_map
+        from bienc_cli.cluster.plot import write_map
 
         write_map(first, [args.plot])
         print(f"map: {args.plot}")

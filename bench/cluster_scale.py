@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bienc_cli.cluster import ClusterOptions, cluster_vectors  # noqa: E402
+from bienc_cli.cluster.algorithms import ClusterOptions, cluster_vectors  # noqa: E402
 
 LIMIT_S = 120.0
 

@@ -75,7 +75,8 @@ def main() -> int:
     import numpy as np
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    from bienc_cli import dedup, store
+    from bienc_cli.dedup import detect as dedup
+    from bienc_cli.store import generations as store
 
     pairs, texts = labelled_pairs()
     table, index = OUT / "sentences.jsonl", OUT / "index"

@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bienc_cli import dedup  # noqa: E402
+from bienc_cli.dedup import detect as dedup  # noqa: E402
 
 
 def synthetic(n: int, dim: int = 384, seed: int = 0):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bienc_cli import store
+from bienc_cli.store import generations as store
 
 DIM, FETCH, EF, REPEAT = 384, 50, 128, 20
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bienc_cli.documents import Document, FileEntry, Note, Skipped  # noqa: E402
-from bienc_cli.readers import read_file  # noqa: E402
-from bienc_cli.tables import TableOptions  # noqa: E402
+from bienc_cli.inputs.documents import Document, FileEntry, Note, Skipped  # noqa: E402
+from bienc_cli.inputs.readers import read_file  # noqa: E402
+from bienc_cli.inputs.tables import TableOptions  # noqa: E402
 
 
 def seeds() -> dict[str, bytes]:

@@ -146,9 +146,9 @@ def work(folder: Path, index: Path, seconds: float) -> None:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from bienc_cli import store
-    from bienc_cli.encoder import load_tokenizer
-    from bienc_cli.query import index_model
+    from bienc_cli.encoding.encoder import load_tokenizer
+    from bienc_cli.query.search import index_model
+    from bienc_cli.store import generations as store
 
     generation = store.open_index(index)
     model = index_model(generation, backend="sentence-transformers")

@@ -107,7 +107,10 @@ def _aggregations(index: Path, data: Path) -> None:
     """nDCG@10 and recall@100 of three chunk-to-document rules, by exact search."""
     import numpy as np
 
-    from bienc_cli import judgements, metrics, query, store
+    from bienc_cli.evaluation import judgements as judgements
+    from bienc_cli.evaluation import metrics as metrics
+    from bienc_cli.query import search as query
+    from bienc_cli.store import generations as store
 
     generation = store.open_index(index)
     eval_set = judgements.load_eval_set(data / "queries.jsonl", data / "qrels" / "test.tsv")

@@ -1,3 +1,3 @@
-from bienc_cli.cli import main
+from bienc_cli.cli.main import main
 
 main()

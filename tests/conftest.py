@@ -55,7 +55,7 @@ def _no_exit_without_teardown(monkeypatch):
     def leave(code):
         raise SystemExit(code)
 
-    monkeypatch.setattr("bienc_cli.cli._leave", leave)
+    monkeypatch.setattr("bienc_cli.cli.main._leave", leave)
 
 
 @pytest.fixture(autouse=True)
@@ -73,8 +73,8 @@ def fake_encoder(monkeypatch):
     def factory(model):
         return encoder
 
-    monkeypatch.setattr("bienc_cli.indexing.load_encoder", factory)
-    monkeypatch.setattr("bienc_cli.query.load_encoder", factory)
+    monkeypatch.setattr("bienc_cli.indexing.run.load_encoder", factory)
+    monkeypatch.setattr("bienc_cli.query.search.load_encoder", factory)
     return encoder
 
 
@@ -105,7 +105,7 @@ def sample_copy(tmp_path):
 def make_cats_unreadable(monkeypatch):
     """Make `cats.md` unreadable to the indexer from now on: opening it fails with EACCES, as
     after `chmod 000` for a user who is not root (tests run as root, so chmod cannot)."""
-    from bienc_cli import readers
+    from bienc_cli.inputs import readers as readers
 
     def failing_open(path, *args, **kwargs):
         if os.fspath(path).endswith("cats.md"):
@@ -119,7 +119,7 @@ def make_folder_unreadable(monkeypatch, folder):
     """Make ``folder`` what `chmod 000` makes it for a user who is not root, from now on
     (tests run as root, so chmod cannot): it cannot be listed, and nothing under it can be
     examined or opened; the folder itself can still be examined from its parent."""
-    from bienc_cli import readers
+    from bienc_cli.inputs import readers as readers
 
     folder = os.fspath(folder)
     below = folder.rstrip(os.sep) + os.sep

@@ -6,7 +6,9 @@ example as an unprivileged user, so that file permissions hold even when the tes
 
 from __future__ import annotations
 
-from bienc_cli import cli, indexing, query
+from bienc_cli.cli import main as cli
+from bienc_cli.indexing import run as indexing
+from bienc_cli.query import search as query
 from tests.conftest import FakeEncoder
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ import os
 import sys
 from pathlib import Path
 
-from bienc_cli import indexing, store
-from bienc_cli.indexing import IndexRequest, run_index
+from bienc_cli.indexing import run as indexing
+from bienc_cli.indexing.run import IndexRequest, run_index
+from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder
 
 

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bienc_cli import actions
-from bienc_cli.actions import Plan, PlannedFile, PlannedGroup
-from bienc_cli.cli import app
+from bienc_cli.actions import apply as actions
+from bienc_cli.actions.apply import Plan, PlannedFile, PlannedGroup
+from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus, UsageError
 
 runner = CliRunner()

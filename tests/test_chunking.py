@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bienc_cli.chunking import Chunker
-from bienc_cli.encoder import load_tokenizer, resolve_model
+from bienc_cli.encoding.chunking import Chunker
+from bienc_cli.encoding.encoder import load_tokenizer, resolve_model
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bienc_cli import store
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus
+from bienc_cli.store import generations as store
 
 runner = CliRunner()
 
@@ -150,7 +150,7 @@ def test_exit_4_no_index(tmp_path, fake_encoder):
 
 
 def test_exit_5_incompatible_model(indexed, corpus, tmp_path):
-    from bienc_cli.encoder import resolve_model
+    from bienc_cli.encoding.encoder import resolve_model
 
     other = tmp_path / "other"
     other.mkdir()
@@ -214,7 +214,7 @@ def test_exit_130_interrupted(tmp_path, corpus, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("bienc_cli.indexing.run_index", interrupted)
+    monkeypatch.setattr("bienc_cli.indexing.run.run_index", interrupted)
     result = bienc("index", corpus, "--index", tmp_path / "idx")
     assert result.exit_code == ExitStatus.INTERRUPTED
 
@@ -249,7 +249,7 @@ def test_version():
      ["cluster", "--help"], ["eval", "--help"], ["verify", "--help"]],
 )  # fmt: skip
 def test_entry_point_builds_the_named_command(argv, monkeypatch, capsys):
-    from bienc_cli import cli
+    from bienc_cli.cli import main as cli
 
     monkeypatch.setattr("sys.argv", ["bienc", *argv])
     with pytest.raises(SystemExit) as exit:
@@ -260,7 +260,7 @@ def test_entry_point_builds_the_named_command(argv, monkeypatch, capsys):
 
 
 def test_query_entry_point_leaves_without_teardown_with_its_exit_code(indexed, monkeypatch, capsys):
-    from bienc_cli import cli
+    from bienc_cli.cli import main as cli
 
     left = []
     monkeypatch.setattr(cli, "_leave", lambda code: left.append(code))
@@ -273,7 +273,7 @@ def test_query_entry_point_leaves_without_teardown_with_its_exit_code(indexed, m
 
 
 def test_entry_point_without_a_known_command_uses_the_whole_app(monkeypatch, capsys):
-    from bienc_cli import cli
+    from bienc_cli.cli import main as cli
 
     monkeypatch.setattr("sys.argv", ["bienc", "--help"])
     with pytest.raises(SystemExit) as exit:
@@ -449,7 +449,7 @@ def unescape_tsv(field):
     ],
 )
 def test_escape_text(text, shown):
-    from bienc_cli.ui import escape_text
+    from bienc_cli.ui.output import escape_text
 
     assert escape_text(text) == shown
     assert unescape_tsv(shown) == text
@@ -465,7 +465,7 @@ _NAME_CHARS = st.characters(blacklist_categories=("Cs",)) | st.characters(
 @given(st.text(alphabet=_NAME_CHARS), st.text(alphabet=st.characters()))
 @settings(max_examples=300, deadline=None)
 def test_escaped_fields_are_one_field_of_one_line_and_tsv_decodes_back(name, anything):
-    from bienc_cli.ui import escape_text
+    from bienc_cli.ui.output import escape_text
 
     for text in (name, anything):
         field = escape_text(text)
@@ -594,7 +594,7 @@ def test_query_null_alone_means_nul_separated_paths(indexed):
 
 
 def test_fixed_never_prints_negative_zero():
-    from bienc_cli.ui import fixed
+    from bienc_cli.ui.output import fixed
 
     assert fixed(-1e-9) == "0.0000" and fixed(-0.00004) == "0.0000" and fixed(-0.0) == "0.0000"
     assert fixed(-0.00004, sign=True) == "+0.0000" and fixed(-0.5, 3) == "-0.500"
@@ -603,7 +603,7 @@ def test_fixed_never_prints_negative_zero():
 def test_cluster_distances_are_never_below_zero(indexed):
     import numpy as np
 
-    from bienc_cli.cluster import ClusterOptions, cluster_vectors
+    from bienc_cli.cluster.algorithms import ClusterOptions, cluster_vectors
 
     # Every document alone in its cluster: 1 - cos(v, v) came out as -2.4e-07 in float32.
     vectors = np.random.default_rng(0).normal(size=(12, 384)).astype(np.float32)

@@ -14,11 +14,11 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
-from bienc_cli import cluster as clustering
-from bienc_cli.cli import app
-from bienc_cli.cluster import ClusterOptions, cluster_vectors
+from bienc_cli.cli.main import app
+from bienc_cli.cluster import algorithms as clustering
+from bienc_cli.cluster.algorithms import ClusterOptions, cluster_vectors
+from bienc_cli.cluster.keywords import c_tf_idf, class_keywords, label_from
 from bienc_cli.errors import ExitStatus, UsageError
-from bienc_cli.keywords import c_tf_idf, class_keywords, label_from
 from tests.conftest import SAMPLE_CORPUS
 
 runner = CliRunner()
@@ -308,7 +308,7 @@ def test_outliers_and_empty_texts_get_no_keywords():
 
 
 def test_projection_is_tsne_for_small_inputs_and_pca_beyond(monkeypatch):
-    from bienc_cli import plot
+    from bienc_cli.cluster import plot as plot
 
     vectors, _, _ = blobs([15, 15])
     coords, name = plot.project(vectors, seed=0)
@@ -334,7 +334,7 @@ def _report(vectors, texts, options=None):
 
 
 def test_plot_writes_a_png_and_a_self_contained_html(tmp_path):
-    from bienc_cli import plot
+    from bienc_cli.cluster import plot as plot
 
     vectors, _, texts = blobs([20, 15, 10])
     report = _report(vectors, texts)
@@ -348,7 +348,7 @@ def test_plot_writes_a_png_and_a_self_contained_html(tmp_path):
 
 
 def test_html_map_draws_a_sample_of_a_large_corpus(monkeypatch):
-    from bienc_cli import plot
+    from bienc_cli.cluster import plot as plot
 
     monkeypatch.setattr(plot, "HTML_MAX_POINTS", 20)
     vectors, _, texts = blobs([20, 15, 10])
@@ -358,7 +358,7 @@ def test_html_map_draws_a_sample_of_a_large_corpus(monkeypatch):
 
 
 def test_plot_path_must_have_a_known_suffix():
-    from bienc_cli import plot
+    from bienc_cli.cluster import plot as plot
 
     with pytest.raises(UsageError, match="--plot map.jpeg"):
         plot.check_plot_path("map.jpeg")
@@ -378,7 +378,7 @@ def test_importing_the_cluster_modules_loads_no_heavy_library():
     import sys
 
     code = (
-        "import sys, bienc_cli.cli, bienc_cli.cluster, bienc_cli.keywords, bienc_cli.plot\n"
+        "import sys, bienc_cli.cli.main, bienc_cli.cluster.algorithms, bienc_cli.cluster.keywords, bienc_cli.cluster.plot\n"
         "heavy = ('sklearn', 'scipy', 'matplotlib', 'numpy', 'pyarrow', 'threadpoolctl')\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )
@@ -439,8 +439,8 @@ def test_cluster_reuses_stored_vectors_without_a_model(sample_index, monkeypatch
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("bienc_cli.indexing.load_encoder", no_model)
-    monkeypatch.setattr("bienc_cli.query.load_encoder", no_model)
+    monkeypatch.setattr("bienc_cli.indexing.run.load_encoder", no_model)
+    monkeypatch.setattr("bienc_cli.query.search.load_encoder", no_model)
     data = _json(bienc("cluster", "--index", sample_index, "-f", "json", "-n", "5"))
     assert data["n_clusters"] == len(data["clusters"]) == 5
     assert data["params"] == {"seed": 0, "k": 5}

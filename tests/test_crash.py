@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from bienc_cli import store
-from bienc_cli.info import index_info
-from bienc_cli.query import QueryOptions, search
+from bienc_cli.indexing.info import index_info
+from bienc_cli.query.search import QueryOptions, search
+from bienc_cli.store import generations as store
 from tests.conftest import REPO
 
 
@@ -130,7 +130,7 @@ def test_queries_during_indexing_always_see_a_complete_generation(tmp_path, fake
 )
 def test_death_at_each_stage_of_a_write(tmp_path, fake_encoder, stage, published):
     """Dies (as abruptly as SIGKILL) inside the HNSW save, the Parquet write, and so on."""
-    from bienc_cli.verify import verify_index
+    from bienc_cli.indexing.verify import verify_index
 
     source, root = tmp_path / "docs", tmp_path / "idx"
     _write_corpus(source, 60, 0)

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bienc_cli import dedup
-from bienc_cli.cli import app
-from bienc_cli.dedup import DedupOptions, DocRecord
+from bienc_cli.cli.main import app
+from bienc_cli.dedup import detect as dedup
+from bienc_cli.dedup.detect import DedupOptions, DocRecord
 from bienc_cli.errors import ExitStatus, UsageError
 
 runner = CliRunner()
@@ -372,7 +372,7 @@ def test_run_dedup_on_an_index_loads_no_model(dup_folder, fake_encoder, tmp_path
     def no_model(model):
         raise AssertionError("dedup --index must not load a model")
 
-    monkeypatch.setattr("bienc_cli.indexing.load_encoder", no_model)
+    monkeypatch.setattr("bienc_cli.indexing.run.load_encoder", no_model)
     run = dedup.run_dedup(dedup.DedupRequest(index=index), DedupOptions(threshold=0.9))
     assert run.detection.duplicates == 2
     assert run.corpus.roots == [str(dup_folder)]

@@ -22,7 +22,7 @@ DOCS = [README, *sorted((REPO / "docs").glob("*.md"))]
 
 def _cli():
     """bienc's click command: the one place this file imports the CLI, so a module move is one line."""
-    from bienc_cli.cli import app
+    from bienc_cli.cli.main import app
 
     return typer.main.get_command(app)
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_queries_find_the_right_document(sample_index, query, expected):
 
 def test_html_scripts_and_styles_are_not_indexed(sample_index):
     _, root, _ = sample_index
-    from bienc_cli import store
+    from bienc_cli.store import generations as store
 
     text = " ".join(store.open_index(root).read_sidecar(columns=["text"])["text"].to_pylist())
     for leaked in ("cookieConsent", "openNewsletterPopup", "pageview recorded"):
@@ -137,7 +137,7 @@ def test_incremental_add_modify_delete_with_real_model(sample_index, tmp_path):
 
 def test_importing_the_cli_loads_no_heavy_module():
     code = (
-        "import sys, bienc_cli.cli\n"
+        "import sys, bienc_cli.cli.main\n"
         "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'pyarrow', 'numpy')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))"
@@ -148,12 +148,12 @@ def test_importing_the_cli_loads_no_heavy_module():
 
 def test_query_on_an_onnx_index_never_imports_torch_or_pyarrow(sample_index):
     _, root, _ = sample_index
-    from bienc_cli import store
+    from bienc_cli.store import generations as store
 
     assert store.open_index(root).manifest["model"]["backend"] == "onnx"
     code = (
         "import sys\n"
-        "from bienc_cli.cli import app\n"
+        "from bienc_cli.cli.main import app\n"
         f"sys.argv = ['bienc', 'query', 'why is Mars red', '--index', {str(root)!r}, '-k', '1']\n"
         "try:\n"
         "    app()\n"
@@ -172,7 +172,7 @@ def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path
 
     import numpy as np
 
-    from bienc_cli import store
+    from bienc_cli.store import generations as store
 
     corpus, fp32_root, _ = sample_index
     root = tmp_path / "int8"

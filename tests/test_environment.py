@@ -13,10 +13,10 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from bienc_cli import store
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus
-from bienc_cli.verify import verify_index
+from bienc_cli.indexing.verify import verify_index
+from bienc_cli.store import generations as store
 
 runner = CliRunner()
 

@@ -15,10 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from bienc_cli import evaluation as ev
-from bienc_cli import judgements, metrics, store
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus, UsageError
+from bienc_cli.evaluation import evaluate as ev
+from bienc_cli.evaluation import judgements as judgements
+from bienc_cli.evaluation import metrics as metrics
+from bienc_cli.store import generations as store
 
 runner = CliRunner()
 

@@ -8,8 +8,8 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from bienc_cli import store
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
+from bienc_cli.store import generations as store
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus
 from tests.test_readers import make_pdf
 
@@ -132,8 +132,8 @@ def test_names_with_newlines_through_null_separated_stdin(tmp_path, fake_encoder
 
 
 def _indexed_paths(root):
-    from bienc_cli import store
-    from bienc_cli.documents import real_path
+    from bienc_cli.inputs.documents import real_path
+    from bienc_cli.store import generations as store
 
     paths = store.open_index(root).read_sidecar(columns=["path"])["path"].to_pylist()
     return {real_path(p) for p in paths}

@@ -14,8 +14,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
-from bienc_cli import indexing, store
-from bienc_cli.indexing import IndexRequest, RunReport, run_index
+from bienc_cli.indexing import run as indexing
+from bienc_cli.indexing.run import IndexRequest, RunReport, run_index
+from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder
 
 WORDS = st.lists(

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bienc_cli import store
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus, ModelUnavailable, UsageError
+from bienc_cli.store import generations as store
 
 runner = CliRunner()
 
@@ -97,7 +97,7 @@ def test_a_first_run_that_fails_under_the_lock_leaves_nothing(
     def unavailable(model):
         raise ModelUnavailable("no model here")
 
-    monkeypatch.setattr("bienc_cli.indexing.load_encoder", unavailable)
+    monkeypatch.setattr("bienc_cli.indexing.run.load_encoder", unavailable)
     index = tmp_path / "new" / "idx"
     if existing:
         index.mkdir(parents=True)

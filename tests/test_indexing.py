@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from bienc_cli import store
 from bienc_cli.errors import IncompatibleIndex, UsageError
-from bienc_cli.indexing import IndexRequest, run_index
-from bienc_cli.query import QueryOptions, search
+from bienc_cli.indexing.run import IndexRequest, run_index
+from bienc_cli.query.search import QueryOptions, search
+from bienc_cli.store import generations as store
 from tests.conftest import make_cats_unreadable, make_folder_unreadable
 
 
@@ -44,7 +44,7 @@ def test_rerun_with_nothing_changed_encodes_and_writes_nothing(
     def no_model(model):  # a run with nothing to do must not even load the model
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("bienc_cli.indexing.load_encoder", no_model)
+    monkeypatch.setattr("bienc_cli.indexing.run.load_encoder", no_model)
     report = run_index(IndexRequest(root=tmp_path / "idx"))  # no sources: the remembered ones
     assert (report.added, report.updated, report.removed, report.unchanged) == (0, 0, 0, 4)
     assert report.generation is None and fake_encoder.calls == calls
@@ -125,7 +125,7 @@ def test_other_model_is_refused(tmp_path, corpus, fake_encoder):
     root = tmp_path / "idx"
     _index(root, corpus)
     other = tmp_path / "other-model"
-    from bienc_cli.encoder import resolve_model
+    from bienc_cli.encoding.encoder import resolve_model
 
     src = resolve_model(None).path
     other.mkdir()
@@ -276,7 +276,7 @@ def test_a_glob_root_keeps_what_it_cannot_read(
 
 def _other_model(tmp_path):
     """A model folder of the same shape as the default one but another fingerprint."""
-    from bienc_cli.encoder import resolve_model
+    from bienc_cli.encoding.encoder import resolve_model
 
     other = tmp_path / "other-model"
     other.mkdir()
@@ -332,7 +332,7 @@ def test_bad_files_are_reported_and_skipped_without_aborting(tmp_path, fake_enco
     (docs / "empty.md").write_bytes(b"")
     (docs / "locked.txt").write_text("cannot be read")
     (docs / "vanishing.txt").write_text("gone before it is read")
-    from bienc_cli import readers
+    from bienc_cli.inputs import readers as readers
 
     real_open = open
 
@@ -489,7 +489,7 @@ def test_rows_without_text_are_reported_within_bounds(tmp_path, fake_encoder):
 def exporting_encoder(fake_encoder, monkeypatch):
     """The fake encoder behind a factory that, as load_encoder does, makes the model's ONNX
     export on first use for every backend but sentence-transformers."""
-    from bienc_cli.encoder import _ONNX_FILES
+    from bienc_cli.encoding.encoder import _ONNX_FILES
 
     def factory(model):
         if model.backend != "sentence-transformers":
@@ -499,7 +499,7 @@ def exporting_encoder(fake_encoder, monkeypatch):
                     f.write("fake")
         return fake_encoder
 
-    monkeypatch.setattr("bienc_cli.indexing.load_encoder", factory)
+    monkeypatch.setattr("bienc_cli.indexing.run.load_encoder", factory)
     return fake_encoder
 
 
@@ -565,8 +565,8 @@ def test_an_index_without_vectors_may_switch_to_int8_without_rebuild(tmp_path, f
 def test_real_model_exports_to_onnx_when_an_empty_index_gets_documents(tmp_path):
     from typer.testing import CliRunner
 
-    from bienc_cli.cli import app
-    from bienc_cli.encoder import is_onnx_export
+    from bienc_cli.cli.main import app
+    from bienc_cli.encoding.encoder import is_onnx_export
 
     def bienc(*args):
         return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bienc_cli.cli import app
+from bienc_cli.cli.main import app
 from tests.test_cli import unescape_tsv
 
 runner = CliRunner()
@@ -159,7 +159,11 @@ def test_query_path_glob_sees_the_real_name(lookalikes):
 
 
 def test_there_is_one_escaping_function():
-    from bienc_cli import documents, ui, ui_cluster, ui_dedup, ui_eval
+    from bienc_cli.inputs import documents as documents
+    from bienc_cli.ui import cluster as ui_cluster
+    from bienc_cli.ui import dedup as ui_dedup
+    from bienc_cli.ui import eval as ui_eval
+    from bienc_cli.ui import output as ui
 
     assert ui.escape_text is documents.escape_text
     assert all(m.escape_text is documents.escape_text for m in (ui_cluster, ui_dedup, ui_eval))

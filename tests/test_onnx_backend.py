@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bienc_cli.onnx_backend import (
+from bienc_cli.encoding.onnx_backend import (
     DATA_FILE,
     METADATA_FILE,
     MODEL_FILE,
@@ -283,7 +283,7 @@ def test_session_levels_and_prepacking_give_the_same_vectors(onnx_dir, onnx_enco
 def test_query_path_imports_no_torch(onnx_dir):
     code = (
         "import sys\n"
-        "from bienc_cli.onnx_backend import OnnxEncoder\n"
+        "from bienc_cli.encoding.onnx_backend import OnnxEncoder\n"
         f"vec = OnnxEncoder({onnx_dir!r}).encode(['how do cats sleep'])\n"
         "assert vec.shape == (1, 384), vec.shape\n"
         "heavy = ('torch', 'transformers', 'sentence_transformers', 'onnx')\n"

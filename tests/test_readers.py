@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bienc_cli import readers
-from bienc_cli.documents import Document, FileEntry, Note, Skipped
-from bienc_cli.readers import TableOptions, html_to_text, is_table, kind_of, read_file
+from bienc_cli.inputs import readers as readers
+from bienc_cli.inputs.documents import Document, FileEntry, Note, Skipped
+from bienc_cli.inputs.readers import TableOptions, html_to_text, is_table, kind_of, read_file
 
 
 def entry(path: Path) -> FileEntry:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bienc_cli.documents import FileEntry, Skipped
 from bienc_cli.errors import UsageError
-from bienc_cli.sources import SourceOptions, discover, human_size, read_path_list
+from bienc_cli.inputs.documents import FileEntry, Skipped
+from bienc_cli.inputs.sources import SourceOptions, discover, human_size, read_path_list
 
 
 def write(path: Path, text: str = "x") -> Path:

@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bienc_cli import store
 from bienc_cli.errors import IncompatibleIndex, IndexCorrupt, IndexLocked, IndexNotFound
+from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder
 
 

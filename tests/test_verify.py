@@ -7,10 +7,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from bienc_cli import store
-from bienc_cli.cli import app
-from bienc_cli.encoder import is_onnx_export
+from bienc_cli.cli.main import app
+from bienc_cli.encoding.encoder import is_onnx_export
 from bienc_cli.errors import ExitStatus
+from bienc_cli.store import generations as store
 
 runner = CliRunner()
 
@@ -118,8 +118,8 @@ def test_repair_exports_the_model_again(tmp_path, corpus, fake_encoder, monkeypa
     def problem(folder, dim):
         return None if is_onnx_export(folder) else "missing"
 
-    monkeypatch.setattr("bienc_cli.encoder.rebuild_export", export)
-    monkeypatch.setattr("bienc_cli.encoder.export_problem", problem)
+    monkeypatch.setattr("bienc_cli.encoding.encoder.rebuild_export", export)
+    monkeypatch.setattr("bienc_cli.encoding.encoder.export_problem", problem)
     result = bienc("verify", "--index", root, "--repair")
     assert result.exit_code == 0, result.stdout
     assert "exported the model to ONNX again" in result.stdout

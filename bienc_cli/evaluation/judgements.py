@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bienc_cli.errors import UsageError
-from bienc_cli.metrics import relevant_ids
+from bienc_cli.evaluation.metrics import relevant_ids
 
 _TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv")
 # Column names recognised without an option, compared lower-cased with "-" and " " as "_".

@@ -44,15 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bienc_cli.documents import real_path
+from bienc_cli.cluster.keywords import class_keywords, label_from
 from bienc_cli.errors import StorageError, UsageError
-from bienc_cli.keywords import class_keywords, label_from
+from bienc_cli.inputs.documents import real_path
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from bienc_cli.indexing import IndexRequest, ProgressFn
-    from bienc_cli.query import EncoderFactory
+    from bienc_cli.indexing.run import IndexRequest, ProgressFn
+    from bienc_cli.query.search import EncoderFactory
 
 log = logging.getLogger(__name__)
 
@@ -513,7 +513,7 @@ class ClusterReport:
 
 def cluster_index(root: Path, options: ClusterOptions) -> ClusterReport:
     """Cluster the documents of an existing index by their stored vectors: no model is loaded."""
-    from bienc_cli import store
+    from bienc_cli.store import generations as store
 
     generation = store.open_index(root)
     docs = store.document_vectors(generation, columns=["path", "row_id", "kind", "meta"])
@@ -563,7 +563,7 @@ def cluster_sources(
     """Index ``request.sources`` into a temporary index, cluster them, and delete the index."""
     import dataclasses
 
-    from bienc_cli.indexing import run_index
+    from bienc_cli.indexing.run import run_index
 
     check_options(options)  # before encoding anything
     with tempfile.TemporaryDirectory(prefix="bienc-cluster-") as folder:

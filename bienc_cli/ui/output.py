@@ -15,11 +15,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bienc_cli.documents import escape_text, real_path, stored_path
+from bienc_cli.inputs.documents import escape_text, real_path, stored_path
 
 if TYPE_CHECKING:
-    from bienc_cli.indexing import ProgressFn, RunReport
-    from bienc_cli.query import Hit
+    from bienc_cli.indexing.run import ProgressFn, RunReport
+    from bienc_cli.query.search import Hit
 
 HIT_FORMATS = ("table", "json", "jsonl", "tsv", "csv", "paths")
 _CSV_FIELDS = (

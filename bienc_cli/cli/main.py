@@ -148,7 +148,7 @@ def _handle_errors(command: F) -> F:
 
 
 def _error(message: str) -> None:
-    from bienc_cli.ui import escape_text
+    from bienc_cli.ui.output import escape_text
 
     sys.stderr.write(f"bienc: error: {escape_text(message)}\n")  # one line, whatever it names
 
@@ -187,7 +187,7 @@ def parse_size(text: str) -> int:
 
 def split_stdin(sources: list[str] | None, *, null: bool) -> tuple[list[str], list[str]]:
     """SOURCE arguments, and the paths read from stdin when one of them is `-`."""
-    from bienc_cli.sources import read_path_list
+    from bienc_cli.inputs.sources import read_path_list
 
     sources = list(sources or [])
     if "-" not in sources:
@@ -364,8 +364,9 @@ def index(
     --no-include, --no-exclude, --no-text-column, --no-id-column, --no-hidden, --ignore and
     --no-follow-symlinks set one back to its default. `bienc info` shows them.
     """
-    from bienc_cli import store, ui
-    from bienc_cli.indexing import IndexRequest, IndexSettings, run_index
+    from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
+    from bienc_cli.store import generations as store
+    from bienc_cli.ui import output as ui
 
     if null and "-" not in (sources or []):
         raise UsageError("-0 reads NUL-separated paths from stdin: give - as a SOURCE")
@@ -479,8 +480,9 @@ def query(
     higher is closer); a document scores as its best chunk. Exit code 0 if anything was
     found, 1 if nothing was, as grep does.
     """
-    from bienc_cli import store, ui
-    from bienc_cli.query import QueryOptions, parse_where, search
+    from bienc_cli.query.search import QueryOptions, parse_where, search
+    from bienc_cli.store import generations as store
+    from bienc_cli.ui import output as ui
 
     if text is None:
         raise UsageError("give a query, or - to read queries from stdin")
@@ -518,8 +520,9 @@ def info(
     ] = False,
 ) -> None:
     """Describe an index: model, counts, size, dates, and which sources changed since."""
-    from bienc_cli import store, ui
-    from bienc_cli.info import index_info
+    from bienc_cli.indexing.info import index_info
+    from bienc_cli.store import generations as store
+    from bienc_cli.ui import output as ui
 
     data = index_info(store.index_path(str(index_dir) if index_dir else None), stale=not no_stale)
     if json_output:
@@ -531,7 +534,9 @@ def info(
 # The eval, cluster and dedup commands live in their own modules, which import `app` and the
 # shared pieces above; importing them here, once those exist, registers their commands. It sits
 # above `verify` so that `bienc --help` keeps listing the commands in the same order.
-from bienc_cli import cli_eval, cli_cluster, cli_dedup  # noqa: E402, F401, I001
+from bienc_cli.cli import eval as cli_eval  # noqa: E402, F401, I001
+from bienc_cli.cli import cluster as cli_cluster  # noqa: E402, F401, I001
+from bienc_cli.cli import dedup as cli_dedup  # noqa: E402, F401, I001
 
 
 @app.command()
@@ -561,9 +566,9 @@ def verify(
     Exit code 0 when everything holds, 4 when something does not (after --repair: when the
     repair could not make it hold).
     """
-    from bienc_cli import store
-    from bienc_cli.ui import escape_text
-    from bienc_cli.verify import repair_index, verify_index
+    from bienc_cli.indexing.verify import repair_index, verify_index
+    from bienc_cli.store import generations as store
+    from bienc_cli.ui.output import escape_text
 
     root = store.index_path(str(index_dir) if index_dir else None)
     result = repair_index(root, wait=wait) if repair else verify_index(root)

@@ -1,7 +1,7 @@
 """`bienc dedup`: find exact and near-duplicate documents, report them or act on the files.
 
-Registered on the shared app when bienc_cli.cli imports this module; the library work is in
-bienc_cli.dedup and bienc_cli.actions, the rendering in bienc_cli.ui_dedup.
+Registered on the shared app when bienc_cli.cli.main imports this module; the library work is in
+bienc_cli.dedup.detect and bienc_cli.actions.apply, the rendering in bienc_cli.ui.dedup.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli import (
+from bienc_cli.cli.main import (
     ExcludeOption,
     IdColumnOption,
     IncludeOption,
@@ -228,8 +228,11 @@ def dedup(
     duplicates were found, 1 when none were, as grep does; 3 when some sources could not be
     read or some files were skipped.
     """
-    from bienc_cli import actions, store, ui, ui_dedup
-    from bienc_cli import dedup as dd
+    from bienc_cli.actions import apply as actions
+    from bienc_cli.dedup import detect as dd
+    from bienc_cli.store import generations as store
+    from bienc_cli.ui import dedup as ui_dedup
+    from bienc_cli.ui import output as ui
 
     if null and "-" not in (sources or []) and fmt != "ids":
         raise UsageError(
@@ -367,7 +370,7 @@ def dedup(
 
 def _dedup_apply(plan, action, to, journal, yes, dry_run):
     """Apply a plan with the given action, else the plan's own."""
-    from bienc_cli import actions
+    from bienc_cli.actions import apply as actions
 
     action = action or plan.action
     if action is None:
@@ -387,7 +390,7 @@ def _dedup_apply(plan, action, to, journal, yes, dry_run):
 
 def _dedup_confirm(plan, action, journal, yes, dry_run) -> None:
     """Ask before deleting, at a terminal; elsewhere --yes is required."""
-    from bienc_cli import actions
+    from bienc_cli.actions import apply as actions
 
     if action != "delete" or yes or dry_run:
         return
@@ -405,7 +408,7 @@ def _dedup_confirm(plan, action, journal, yes, dry_run) -> None:
 
 
 def _dedup_action_output(report, fmt: str, quiet: bool) -> None:
-    from bienc_cli import ui_dedup
+    from bienc_cli.ui import dedup as ui_dedup
 
     data = report.to_dict()
     ui_dedup.write_action_report(data, fmt if fmt in ("json", "jsonl") else "tsv", sys.stdout)

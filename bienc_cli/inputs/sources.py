@@ -26,10 +26,10 @@ from typing import BinaryIO
 
 import pathspec
 
-from . import store
-from .documents import FileEntry, Skipped, stored_path
-from .errors import UsageError
-from .tables import TABLE_SUFFIXES
+from bienc_cli.errors import UsageError
+from bienc_cli.inputs.documents import FileEntry, Skipped, stored_path
+from bienc_cli.inputs.tables import TABLE_SUFFIXES
+from bienc_cli.store import generations as store
 
 IGNORE_FILES = (".gitignore", ".biencignore")  # later files win: .biencignore overrides .gitignore
 _GLOB_MAGIC = frozenset("*?[")

@@ -23,10 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bienc_cli import __version__, store
-from bienc_cli.chunking import Chunk, Chunker, chunk_tokens
-from bienc_cli.documents import Document, Note, Skipped, real_path, stored_path
-from bienc_cli.encoder import (
+from bienc_cli import __version__
+from bienc_cli.encoding.chunking import Chunk, Chunker, chunk_tokens
+from bienc_cli.encoding.encoder import (
     BACKENDS,
     Encoder,
     ModelInfo,
@@ -43,9 +42,11 @@ from bienc_cli.errors import (
     ModelUnavailable,
     UsageError,
 )
-from bienc_cli.readers import TableOptions, cannot_open, read_file
-from bienc_cli.sources import SourceOptions, discover, is_gone, may_exist
-from bienc_cli.tables import ROW_REPORT_LIMIT, is_table
+from bienc_cli.inputs.documents import Document, Note, Skipped, real_path, stored_path
+from bienc_cli.inputs.readers import TableOptions, cannot_open, read_file
+from bienc_cli.inputs.sources import SourceOptions, discover, is_gone, may_exist
+from bienc_cli.inputs.tables import ROW_REPORT_LIMIT, is_table
+from bienc_cli.store import generations as store
 
 if TYPE_CHECKING:
     import numpy as np

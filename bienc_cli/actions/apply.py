@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bienc_cli import __version__
-from bienc_cli.documents import real_path, stored_path
 from bienc_cli.errors import StorageError, UsageError
+from bienc_cli.inputs.documents import real_path, stored_path
 
 if TYPE_CHECKING:
-    from bienc_cli.dedup import Corpus, Detection
+    from bienc_cli.dedup.detect import Corpus, Detection
 
 PLAN_FORMAT = "bienc-dedup-plan"
 JOURNAL_FORMAT = "bienc-dedup-journal"

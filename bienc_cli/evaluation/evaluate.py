@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bienc_cli import query, store
 from bienc_cli.errors import UsageError
-from bienc_cli.judgements import EvalSet
-from bienc_cli.metrics import mean_scores, metric_names, relevant_ids, score_query
+from bienc_cli.evaluation.judgements import EvalSet
+from bienc_cli.evaluation.metrics import mean_scores, metric_names, relevant_ids, score_query
+from bienc_cli.query import search as query
+from bienc_cli.store import generations as store
 
 if TYPE_CHECKING:
     import numpy as np

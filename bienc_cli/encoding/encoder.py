@@ -304,7 +304,7 @@ def export_problem(folder: str | Path, dim: int) -> str | None:
     a file missing or damaged, a graph onnxruntime cannot load, vectors of the wrong shape."""
     import numpy as np
 
-    from bienc_cli import onnx_backend
+    from bienc_cli.encoding import onnx_backend as onnx_backend
 
     if not is_onnx_export(folder):
         missing = [n for n in _ONNX_FILES if not os.path.isfile(os.path.join(folder, n))]
@@ -323,7 +323,7 @@ def export_problem(folder: str | Path, dim: int) -> str | None:
 def rebuild_export(model: ModelInfo) -> None:
     """Export ``model`` to ``model.onnx_dir`` again (its int8 copy too, for onnx-int8),
     replacing what is there; the old folder stays until the new one is complete."""
-    from bienc_cli import onnx_backend
+    from bienc_cli.encoding import onnx_backend as onnx_backend
 
     assert model.onnx_dir is not None and model.backend in ("onnx", "onnx-int8")
     fp32_dir = str(Path(model.onnx_dir).with_name(model.fingerprint))
@@ -360,7 +360,7 @@ def _cached_encoder(model: ModelInfo) -> Encoder:
         )
     if model.onnx_dir is None:
         raise ModelUnavailable("the onnx backend needs a folder for the export")
-    from bienc_cli import onnx_backend
+    from bienc_cli.encoding import onnx_backend as onnx_backend
 
     fp32_dir = model.onnx_dir
     if model.backend == "onnx-int8":

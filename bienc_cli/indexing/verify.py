@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bienc_cli import store
 from bienc_cli.errors import BiencError, IndexNotFound
+from bienc_cli.store import generations as store
 
 
 @dataclass
@@ -82,7 +82,7 @@ def query_export(root: Path, manifest: dict[str, Any]) -> tuple[str, Path] | Non
 
 def export_check(root: Path, manifest: dict[str, Any]) -> Check | None:
     """The ONNX export queries need: present, complete, loadable, of the index's dimension."""
-    from bienc_cli.encoder import export_problem
+    from bienc_cli.encoding.encoder import export_problem
 
     export = query_export(root, manifest)
     if export is None:
@@ -212,7 +212,7 @@ def _is_deleted(graph, label: int) -> bool:
 
 
 def _model_check(manifest: dict[str, Any]) -> Check:
-    from bienc_cli.encoder import describe_model, resolve_model
+    from bienc_cli.encoding.encoder import describe_model, resolve_model
 
     stored = manifest["model"]
     try:
@@ -244,7 +244,7 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
 
     Returns the verification of the repaired index, with ``repaired`` saying what was done.
     """
-    from bienc_cli.indexing import IndexRequest, run_index
+    from bienc_cli.indexing.run import IndexRequest, run_index
 
     before = verify_index(root, check_model=False)
     if before.ok:
@@ -301,8 +301,8 @@ def _rebuild_export(root: Path, manifest: dict[str, Any]) -> None:
     """Export the index's model again, into the folder its queries load."""
     import dataclasses
 
-    from bienc_cli.encoder import rebuild_export
-    from bienc_cli.indexing import IndexRequest, choose_model
+    from bienc_cli.encoding.encoder import rebuild_export
+    from bienc_cli.indexing.run import IndexRequest, choose_model
 
     export = query_export(root, manifest)
     assert export is not None

@@ -1,7 +1,7 @@
 """`bienc cluster`: group documents by topic, name the groups, draw the map.
 
-Registered on the shared app when bienc_cli.cli imports this module; the library work is in
-bienc_cli.cluster, the rendering in bienc_cli.ui_cluster and bienc_cli.plot.
+Registered on the shared app when bienc_cli.cli.main imports this module; the library work is in
+bienc_cli.cluster.algorithms, the rendering in bienc_cli.ui.cluster and bienc_cli.cluster.plot.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli import (
+from bienc_cli.cli.main import (
     ExcludeOption,
     IdColumnOption,
     IncludeOption,
@@ -180,10 +180,17 @@ def cluster(
     represented by the documents nearest its centre; distances are cosine (0 = at the
     centre). Exit code 3 if some sources could not be read.
     """
-    from bienc_cli import plot as plotting
-    from bienc_cli import store, ui, ui_cluster
-    from bienc_cli.cluster import ClusterOptions, cluster_index, cluster_sources, organize
-    from bienc_cli.indexing import IndexRequest
+    from bienc_cli.cluster import plot as plotting
+    from bienc_cli.cluster.algorithms import (
+        ClusterOptions,
+        cluster_index,
+        cluster_sources,
+        organize,
+    )
+    from bienc_cli.indexing.run import IndexRequest
+    from bienc_cli.store import generations as store
+    from bienc_cli.ui import cluster as ui_cluster
+    from bienc_cli.ui import output as ui
 
     sources = list(sources or [])
     if null and "-" not in sources:

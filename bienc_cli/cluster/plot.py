@@ -28,7 +28,7 @@ from bienc_cli.errors import StorageError, UsageError
 if TYPE_CHECKING:
     import numpy as np
 
-    from bienc_cli.cluster import ClusterReport
+    from bienc_cli.cluster.algorithms import ClusterReport
 
 TSNE_MAX = 3_000  # t-SNE up to this many documents, PCA beyond
 POINT_NAMES_MAX = 80  # maps of at most this many documents name every point
@@ -69,7 +69,7 @@ def project(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     if n <= TSNE_MAX:
         from sklearn.manifold import TSNE
 
-        from bienc_cli.cluster import single_thread
+        from bienc_cli.cluster.algorithms import single_thread
 
         tsne = TSNE(
             n_components=2,
@@ -118,7 +118,8 @@ def centres(coords: np.ndarray, labels: np.ndarray) -> dict[int, tuple[float, fl
 
 def map_data(report: ClusterReport, *, seed: int = 0) -> MapData:
     """Project a cluster report's vectors and gather its labels, sizes and titles."""
-    from bienc_cli import ui, ui_cluster
+    from bienc_cli.ui import cluster as ui_cluster
+    from bienc_cli.ui import output as ui
 
     coords, projection = project(report.vectors, seed=seed)
     c = report.clustering

@@ -16,8 +16,8 @@ import warnings
 from collections.abc import Iterator
 from html.parser import HTMLParser
 
-from .documents import Document, FileEntry, Note, Skipped
-from .tables import (
+from bienc_cli.inputs.documents import Document, FileEntry, Note, Skipped
+from bienc_cli.inputs.tables import (
     TABLE_SUFFIXES,
     TableOptions,
     TableProblem,

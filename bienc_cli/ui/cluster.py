@@ -1,6 +1,6 @@
 """Rendering for `bienc cluster`: cluster tables, records and the summary.
 
-Shared helpers (display_path, snippet, ...) live in bienc_cli.ui; rich is used only on terminals.
+Shared helpers (display_path, snippet, ...) live in bienc_cli.ui.output; rich is used only on terminals.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import csv
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bienc_cli.ui import cell, display_path, escape_text, fixed, json_path, one_line
+from bienc_cli.ui.output import cell, display_path, escape_text, fixed, json_path, one_line
 
 if TYPE_CHECKING:
-    from bienc_cli.cluster import ClusterReport, DocumentAssignment
+    from bienc_cli.cluster.algorithms import ClusterReport, DocumentAssignment
 
 CLUSTER_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "parquet")
 CLUSTER_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}  # fmt: skip

@@ -50,12 +50,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bienc_cli import store
-from bienc_cli.documents import real_path
 from bienc_cli.errors import UsageError
+from bienc_cli.inputs.documents import real_path
+from bienc_cli.store import generations as store
 
 if TYPE_CHECKING:
-    from bienc_cli.indexing import EncoderFactory, ProgressFn, RunReport
+    from bienc_cli.indexing.run import EncoderFactory, ProgressFn, RunReport
 
 log = logging.getLogger(__name__)
 
@@ -414,9 +414,9 @@ def _text_hashes(
     path: str, st: os.stat_result, table_options: tuple[tuple[str, ...], str | None]
 ) -> dict[str | None, str]:
     """The text hash of each document in the file now (by row id; None for a file)."""
-    from bienc_cli.documents import Document, FileEntry
-    from bienc_cli.indexing import text_hash
-    from bienc_cli.readers import TableOptions, read_file
+    from bienc_cli.indexing.run import text_hash
+    from bienc_cli.inputs.documents import Document, FileEntry
+    from bienc_cli.inputs.readers import TableOptions, read_file
 
     entry = FileEntry(path, st.st_size, st.st_mtime_ns, root=path)
     text_columns, id_column = table_options
@@ -560,7 +560,7 @@ def open_corpus(
     roots (where actions may happen) are the sources alone. Without sources, the vectors
     stored in ``request.index`` are used and no model is loaded.
     """
-    from bienc_cli.indexing import IndexRequest, IndexSettings, run_index
+    from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
 
     reference = [_absolute(r) for r in reference]
     for folder in reference:
@@ -938,7 +938,7 @@ def write_table_output(corpus: Corpus, detection: Detection, path: Path) -> Tabl
 def _read_rows(path: str, id_column: str | None) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
     """(row id, row) of every row of a table, numbered exactly as `bienc index` numbers them."""
     # tables.py gives the same row numbers and ids as indexing did.
-    from bienc_cli import tables
+    from bienc_cli.inputs import tables as tables
 
     out: list[tuple[str, dict[str, Any]]] = []
     schema = None

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .documents import Document, FileEntry, Note, Skipped
+from bienc_cli.inputs.documents import Document, FileEntry, Note, Skipped
 
 TABLE_SUFFIXES = frozenset({".parquet", ".jsonl", ".ndjson", ".csv", ".tsv"})
 AUTO_TEXT_COLUMNS = ("text", "content", "body", "document", "sentence")

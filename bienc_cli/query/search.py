@@ -14,9 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bienc_cli import store
-from bienc_cli.documents import real_path
-from bienc_cli.encoder import (
+from bienc_cli.encoding.encoder import (
     BACKENDS,
     Encoder,
     ModelInfo,
@@ -25,6 +23,8 @@ from bienc_cli.encoder import (
     resolve_model,
 )
 from bienc_cli.errors import ModelUnavailable, UsageError
+from bienc_cli.inputs.documents import real_path
+from bienc_cli.store import generations as store
 
 if TYPE_CHECKING:
     import numpy as np

@@ -6,10 +6,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from bienc_cli import store
-from bienc_cli.documents import Skipped, real_path, stored_path
-from bienc_cli.indexing import existing_roots, remembered_options
-from bienc_cli.sources import SourceOptions, discover
+from bienc_cli.indexing.run import existing_roots, remembered_options
+from bienc_cli.inputs.documents import Skipped, real_path, stored_path
+from bienc_cli.inputs.sources import SourceOptions, discover
+from bienc_cli.store import generations as store
 
 
 def index_info(root: Path, *, stale: bool = True, stale_limit: int = 20) -> dict[str, Any]:

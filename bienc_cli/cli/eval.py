@@ -1,7 +1,7 @@
 """`bienc eval`: score retrieval on judged queries (nDCG, MRR, MAP, recall).
 
-Registered on the shared app when bienc_cli.cli imports this module; the library work is in
-bienc_cli.evaluation, the rendering in bienc_cli.ui_eval.
+Registered on the shared app when bienc_cli.cli.main imports this module; the library work is in
+bienc_cli.evaluation.evaluate, the rendering in bienc_cli.ui.eval.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli import MAX_EF, _handle_errors, app
+from bienc_cli.cli.main import MAX_EF, _handle_errors, app
 from bienc_cli.errors import StorageError, UsageError
 
 
@@ -116,9 +116,10 @@ def eval_command(
     returns against the judgements, as MTEB/pytrec_eval do. Judged ids are matched to
     table row ids, else to file paths (relative to the indexed folder, or file names).
     """
-    from bienc_cli import store, ui_eval
-    from bienc_cli.evaluation import EvalOptions, evaluate
-    from bienc_cli.judgements import Columns, load_eval_set
+    from bienc_cli.evaluation.evaluate import EvalOptions, evaluate
+    from bienc_cli.evaluation.judgements import Columns, load_eval_set
+    from bienc_cli.store import generations as store
+    from bienc_cli.ui import eval as ui_eval
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
     if fmt not in ui_eval.EVAL_FORMATS:

@@ -1,6 +1,6 @@
 """Rendering for `bienc eval`: metric tables, notes and per-query files.
 
-Shared helpers (display_path, snippet, ...) live in bienc_cli.ui; rich is used only on terminals.
+Shared helpers (display_path, snippet, ...) live in bienc_cli.ui.output; rich is used only on terminals.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bienc_cli.ui import cell, display_path, escape_text, fixed, one_line
+from bienc_cli.ui.output import cell, display_path, escape_text, fixed, one_line
 
 if TYPE_CHECKING:
-    from bienc_cli.evaluation import EvalReport, IndexEvaluation
+    from bienc_cli.evaluation.evaluate import EvalReport, IndexEvaluation
 
 EVAL_FORMATS = ("table", "json", "tsv")
 PER_QUERY_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}  # fmt: skip

@@ -1,6 +1,6 @@
 """Rendering for `bienc dedup`: duplicate groups, pairs, calibration and action reports.
 
-Shared helpers (display_path, snippet, ...) live in bienc_cli.ui; rich is used only on terminals.
+Shared helpers (display_path, snippet, ...) live in bienc_cli.ui.output; rich is used only on terminals.
 """
 
 from __future__ import annotations
@@ -10,8 +10,16 @@ import json
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from bienc_cli.documents import stored_path
-from bienc_cli.ui import cell, display_path, escape_text, fixed, json_path, snippet, write_paths
+from bienc_cli.inputs.documents import stored_path
+from bienc_cli.ui.output import (
+    cell,
+    display_path,
+    escape_text,
+    fixed,
+    json_path,
+    snippet,
+    write_paths,
+)
 
 DEDUP_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "ids")
 _DEDUP_CSV_FIELDS = (
