@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bienc_cli import __version__
 from bienc_cli.errors import StorageError, UsageError
 from bienc_cli.inputs.documents import real_path, stored_path
+from bienc_cli.util.fs import fsync_dir
+from bienc_cli.util.paths import is_under, literal_prefix
 
 if TYPE_CHECKING:
     from bienc_cli.dedup.detect import Corpus, Detection
@@ -397,7 +399,7 @@ def signing_key(*, create: bool) -> bytes:
             pass  # another bienc made one first: use it
         except OSError:  # a file system without hard links: create the name itself
             _write_new(path, tmp.read_bytes())
-        _fsync_dir(path.parent)
+        _sync_folder(path.parent)
     except OSError as exc:
         raise StorageError(f"cannot write the signing key {path}: {exc.strerror}") from exc
     finally:
@@ -452,13 +454,7 @@ def _mac(key: bytes, *fields: Any) -> str:
 def root_folder(root: str) -> str:
     """The folder a root stands for: itself, a file's folder, a pattern's literal prefix."""
     if glob.has_magic(root):
-        parts = root.split(os.sep)
-        literal = []
-        for part in parts[:-1]:
-            if glob.has_magic(part):
-                break
-            literal.append(part)
-        return os.sep.join(literal) or os.sep
+        return literal_prefix(root)
     return root if os.path.isdir(root) else os.path.dirname(root)
 
 
@@ -485,7 +481,7 @@ def resolve_roots(roots: Sequence[str]) -> list[str]:
 def inside_resolved(path: str, resolved_roots: Sequence[str]) -> bool:
     """Whether ``path`` (the link itself, its folders resolved) is in one of the roots."""
     real = _resolved(path)
-    return any(_inside(real, root) for root in resolved_roots)
+    return any(is_under(real, root) for root in resolved_roots)
 
 
 def within_roots(path: str, roots: Sequence[str]) -> bool:
@@ -496,22 +492,18 @@ def within_roots(path: str, roots: Sequence[str]) -> bool:
     for root in roots:
         if glob.has_magic(root):
             folder = os.path.realpath(root_folder(root))
-            if _inside(real, folder) and (
+            if is_under(real, folder) and (
                 fnmatch.fnmatch(path, root) or fnmatch.fnmatch(path, os.path.join(root, "*"))
             ):
                 return True
             continue
         target = os.path.realpath(root)
         if os.path.isdir(target) or not os.path.lexists(root):
-            if _inside(real, target) and real != target:
+            if is_under(real, target, strictly=True):
                 return True
         elif real == os.path.join(os.path.realpath(os.path.dirname(root)), os.path.basename(root)):
             return True
     return False
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def default_plan_path() -> Path:
@@ -647,7 +639,7 @@ def apply_plan(
                         continue
                 else:  # delete, or a link in its place: the original goes to the trash
                     dest = _free_name(trash / _relative(member.path, base))
-                if not _inside(_resolved(str(dest)), os.path.realpath(dest_root)):
+                if not is_under(_resolved(str(dest)), os.path.realpath(dest_root)):
                     outcome.reason = f"{dest} leads out of {dest_root} through a link"
                     continue
                 outcome.dest = str(dest)
@@ -725,7 +717,7 @@ def _member_state(member: PlannedFile, keeper: PlannedFile, plan: Plan) -> tuple
         return "skipped", "outside the roots"
     if not inside_resolved(path, plan.resolved_roots or ()):
         return "skipped", f"outside the roots: it resolves to {_resolved(path)}"
-    if any(_inside(_resolved(path), os.path.realpath(r)) for r in plan.reference):
+    if any(is_under(_resolved(path), os.path.realpath(r)) for r in plan.reference):
         return "skipped", "under a reference folder"
     try:
         if not os.path.isfile(path):
@@ -804,8 +796,8 @@ def _move(src: str, dest: Path) -> None:
             raise
         _copy_across(src, dest)
         os.unlink(src)
-    _fsync_dir(dest.parent)
-    _fsync_dir(Path(src).parent)
+    _sync_folder(dest.parent)
+    _sync_folder(Path(src).parent)
 
 
 def _copy_across(src: str, dest: Path) -> None:
@@ -839,7 +831,7 @@ def _replace_with_link(action: str, src: str, keeper: str, dest: Path, tmp: str)
         _move(str(dest), Path(src))  # put the original back before reporting the failure
         os.unlink(tmp)
         raise
-    _fsync_dir(Path(src).parent)
+    _sync_folder(Path(src).parent)
 
 
 # -- the journal -----------------------------------------------------------------------------
@@ -895,7 +887,7 @@ class _Journal:
             }
         journal._write(journal._signed(begin))
         if not existed:
-            _fsync_dir(path.parent)
+            _sync_folder(path.parent)
         return journal
 
     def _signed(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -1040,7 +1032,7 @@ def _undo_verdict(entry: dict[str, Any], run: dict[str, Any]) -> tuple[str, str]
     if not inside_resolved(src, run.get("resolved_roots") or ()):
         return "skipped", f"outside the roots: {src} now resolves to {_resolved(src)}"
     dest_root = entry["dest_root"]
-    if not _inside(_resolved(dest), os.path.realpath(dest_root)):
+    if not is_under(_resolved(dest), os.path.realpath(dest_root)):
         return "skipped", f"{dest} now leads out of {dest_root} through a link; left alone"
     tmp = entry.get("tmp")
     if tmp is not None and (
@@ -1116,7 +1108,7 @@ def _remove_made_folders(entry: dict[str, Any]) -> None:
     effort): never a folder that was there before, never one outside its destination root."""
     root = os.path.realpath(entry["dest_root"])
     for folder in reversed(entry.get("folders") or []):
-        if _inside(_resolved(folder), root):
+        if is_under(_resolved(folder), root):
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
 
@@ -1161,17 +1153,14 @@ def _atomic_write(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        _sync_folder(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
 
 
-def _fsync_dir(path: Path) -> None:
+def _sync_folder(path: Path) -> None:
+    """fsync_dir, best effort: the move or copy it follows has happened either way."""
     with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(path)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from bienc_cli.cluster.keywords import class_keywords, label_from
 from bienc_cli.errors import StorageError, UsageError
 from bienc_cli.inputs.documents import real_path
+from bienc_cli.util.text import shorten
 
 if TYPE_CHECKING:
     import numpy as np
@@ -606,18 +607,13 @@ def _title(text: str, meta: str | None) -> str:
             fields = {}
         for key in ("title", "name", "subject", "headline"):
             if isinstance(fields.get(key), str) and fields[key].strip():
-                return _shorten(fields[key])
+                return shorten(fields[key], 80)
     for line in text.splitlines():
         # Drop heading and comment marks: '# Basil', '"""Retry a flaky call.', '// main'
         line = line.strip().lstrip("#\"'/*;-= \t").rstrip("\"'").removesuffix("*/").strip()
         if line:
-            return _shorten(line)
+            return shorten(line, 80)
     return ""
-
-
-def _shorten(text: str, width: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
 
 
 # --- organize: per-cluster folders of links or copies ---------------------------------------

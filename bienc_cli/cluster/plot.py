@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bienc_cli.errors import StorageError, UsageError
+from bienc_cli.util.text import shorten
 
 if TYPE_CHECKING:
     import numpy as np
@@ -185,7 +186,7 @@ def draw_image(data: MapData, path: str | Path) -> None:
         if n <= POINT_NAMES_MAX:  # a small folder: name every document
             for (x, y), name in zip(data.coords, data.short):
                 ax.annotate(
-                    _shorten(name, 24), (x, y), xytext=(0, -9), textcoords="offset points",
+                    shorten(name, 24), (x, y), xytext=(0, -9), textcoords="offset points",
                     ha="center", va="top", fontsize=7, color="#555555",
                 )  # fmt: skip
         texts = []
@@ -260,10 +261,6 @@ def _place_labels(fig, ax, texts, coords, point_size: float, *, named: bool) -> 
         _, x, y = best
         text.set_position(ax.transData.inverted().transform((x, y)))
         placed.append((x, y, width, height))
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _short(label: str, words: int = 2) -> str:

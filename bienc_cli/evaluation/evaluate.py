@@ -23,6 +23,7 @@ from bienc_cli.evaluation.judgements import EvalSet
 from bienc_cli.evaluation.metrics import mean_scores, metric_names, relevant_ids, score_query
 from bienc_cli.query import search as query
 from bienc_cli.store import generations as store
+from bienc_cli.util.paths import is_under
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,7 +78,7 @@ class DocumentMatcher:
 
     def _bases(self, path: str, cwd: str) -> Iterable[str]:
         for root in (*self._roots, cwd):
-            if _inside(path, root):
+            if is_under(path, root, strictly=True):
                 yield root
                 if root != cwd:
                     yield os.path.dirname(root.rstrip(os.sep)) or os.sep
@@ -94,7 +95,7 @@ class DocumentMatcher:
 
     def relative(self, path: str) -> str:
         """``path`` relative to the deepest folder the index was built from, else absolute."""
-        root = next((r for r in self._roots if _inside(path, r)), None)
+        root = next((r for r in self._roots if is_under(path, r, strictly=True)), None)
         return os.path.relpath(path, root) if root else path
 
     def user_id(self, doc_id: str) -> str:
@@ -112,10 +113,6 @@ class DocumentMatcher:
 
     def example_ids(self, n: int = 2) -> list[str]:
         return [self.user_id(doc_id) for doc_id in list(self.documents)[:n]]
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _root_folders(roots: Sequence[str]) -> list[str]:

@@ -30,6 +30,7 @@ from bienc_cli.errors import UsageError
 from bienc_cli.inputs.documents import FileEntry, Skipped, stored_path
 from bienc_cli.inputs.tables import TABLE_SUFFIXES
 from bienc_cli.store import generations as store
+from bienc_cli.util.paths import literal_prefix
 
 IGNORE_FILES = (".gitignore", ".biencignore")  # later files win: .biencignore overrides .gitignore
 _GLOB_MAGIC = frozenset("*?[")
@@ -105,17 +106,6 @@ class _GlobMatches:
     pattern: str
     root: str  # the pattern's leading directory without wildcards, absolute
     matches: list[tuple[str, Skipped | None]]  # path, or why it is not taken
-
-
-def _literal_prefix(pattern: str) -> str:
-    """The directory part of ``pattern`` before the first component with a wildcard."""
-    parts = pattern.split(os.sep)
-    literal = []
-    for part in parts[:-1]:
-        if _GLOB_MAGIC.intersection(part):
-            break
-        literal.append(part)
-    return os.sep.join(literal) or (os.sep if pattern.startswith(os.sep) else os.curdir)
 
 
 _NOT_FOLLOWED = "symlink (not followed; pass --follow-symlinks)"
@@ -260,7 +250,7 @@ class _Discovery:
                 f"the pattern '{source}' matches nothing (check it, or quote it so "
                 "the shell does not expand it)"
             )
-        return _GlobMatches(source, os.path.abspath(_literal_prefix(source)), matches)
+        return _GlobMatches(source, os.path.abspath(literal_prefix(source)), matches)
 
     def run(
         self, planned: list[str | _GlobMatches], stdin_paths: Iterable[str]

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bienc_cli.inputs.documents import escape_text, real_path, stored_path
+from bienc_cli.util.text import one_line, shorten
 
 if TYPE_CHECKING:
     from bienc_cli.indexing.run import ProgressFn, RunReport
@@ -73,8 +74,7 @@ def json_path(path: str) -> str:
 
 
 def snippet(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+    return shorten(text, width)
 
 
 def location(hit: Hit) -> str:
@@ -149,11 +149,6 @@ def write_paths(paths: Sequence[str], out: TextIO, *, null: bool) -> None:
     buffer = out.buffer  # type: ignore[attr-defined]
     buffer.write(b"".join(os.fsencode(path) + b"\0" for path in paths))
     buffer.flush()
-
-
-def one_line(text: str) -> str:
-    """Collapse whitespace, newlines included, so a field fits on one TSV line."""
-    return " ".join(text.split())
 
 
 def _hits_table(results: Sequence[Sequence[Hit]], out: TextIO) -> None:
