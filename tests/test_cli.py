@@ -8,6 +8,8 @@ import json
 import multiprocessing
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -726,3 +728,50 @@ def test_an_option_given_replaces_the_remembered_one(tmp_path, option_corpus, fa
     result = bienc("index", "-i", root, "--exclude", "*.md", "--no-exclude")
     assert result.exit_code == ExitStatus.USAGE
     assert "--exclude and --no-exclude contradict" in result.stderr
+
+
+def test_index_dedup_and_cluster_take_the_same_source_options():
+    # One bundle (cli/options.py SOURCE_OPTIONS) reads sources for all three commands.
+    import typer.main
+
+    from bienc_cli.cli.main import build
+    from bienc_cli.cli.options import SOURCE_OPTIONS
+
+    commands = typer.main.get_command(build()).commands  # type: ignore[attr-defined]
+    bundle = {
+        tuple(sorted(p.opts + p.secondary_opts))
+        for p in commands["index"].params
+        if p.name in SOURCE_OPTIONS
+    }
+    assert len(bundle) == len(SOURCE_OPTIONS)
+    for name in ("dedup", "cluster"):
+        taken = {
+            tuple(sorted(p.opts + p.secondary_opts))
+            for p in commands[name].params
+            if p.name in SOURCE_OPTIONS
+        }
+        assert taken == bundle, name
+    assert ("--follow-symlinks", "--no-follow-symlinks", "-L") in bundle
+
+
+def test_a_command_imports_only_its_own_module():
+    code = (
+        "import sys\n"
+        "from bienc_cli.cli import main\n"
+        "sys.argv = ['bienc', 'info', '--help']\n"
+        "try:\n"
+        "    main.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('bienc_cli.cli.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.strip().splitlines()[-1]
+    assert loaded == "['bienc_cli.cli.info', 'bienc_cli.cli.main', 'bienc_cli.cli.options']"
+
+
+@pytest.mark.parametrize("command", ["dedup", "cluster"])
+def test_source_options_without_sources_are_refused(command, indexed):
+    result = runner.invoke(app, [command, "--index", str(indexed), "-L"])
+    assert result.exit_code == ExitStatus.USAGE
+    assert "--follow-symlinks need SOURCES" in result.stderr

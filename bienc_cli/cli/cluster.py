@@ -1,6 +1,6 @@
 """`bienc cluster`: group documents by topic, name the groups, draw the map.
 
-Registered on the shared app when bienc_cli.cli.main imports this module; the library work is in
+Listed in bienc_cli.cli.main's table of commands; the library work is in
 bienc_cli.cluster.algorithms, the rendering in bienc_cli.ui.cluster and bienc_cli.cluster.plot.
 """
 
@@ -12,24 +12,21 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli.main import (
-    ExcludeOption,
-    IdColumnOption,
-    IncludeOption,
+from bienc_cli.cli.options import (
+    UNSET_SOURCE_FLAGS,
     IndexOption,
     NullOption,
-    TextColumnOption,
-    _error,
-    _handle_errors,
-    app,
-    source_options,
+    SourceFlags,
+    error,
+    handle_errors,
     split_stdin,
+    with_source_options,
 )
 from bienc_cli.errors import ExitStatus, StorageError, UsageError
 
 
-@app.command()
-@_handle_errors
+@handle_errors
+@with_source_options
 def cluster(
     sources: Annotated[
         list[str] | None,
@@ -164,10 +161,7 @@ def cluster(
             show_default=False,
         ),
     ] = None,
-    text_column: TextColumnOption = None,
-    id_column: IdColumnOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
+    source: SourceFlags = UNSET_SOURCE_FLAGS,
     null: NullOption = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on stderr (errors still shown).")
@@ -200,10 +194,9 @@ def cluster(
             "give SOURCES or --index, not both; to keep the vectors, run "
             "`bienc index SOURCES --index DIR` then `bienc cluster --index DIR`"
         )
-    if not sources and (model or text_column or id_column or include or exclude):
-        raise UsageError(
-            "--model, --text-column, --id-column, --include and --exclude need SOURCES"
-        )
+    if not sources and (model or source.given()):
+        named = ", ".join(["--model"] * bool(model) + source.given())
+        raise UsageError(f"{named} need SOURCES: they say how to read them")
     if output is not None and fmt is None:
         fmt = ui_cluster.CLUSTER_SUFFIXES.get(output.suffix.lower())
         if fmt is None:
@@ -237,9 +230,7 @@ def cluster(
     )
     if sources:
         sources, stdin_paths = split_stdin(sources, null=null)
-        table_options = source_options(
-            include=include, exclude=exclude, text_column=text_column, id_column=id_column
-        )
+        table_options = source.options()
         request = IndexRequest(
             root=Path(),  # replaced by a temporary folder
             sources=sources,
@@ -278,5 +269,5 @@ def cluster(
         ui_cluster.write_cluster_report(report, sys.stderr)
     elif report.errors:
         for item in report.errors:
-            _error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
+            error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
     raise typer.Exit(int(ExitStatus.PARTIAL if report.errors else ExitStatus.OK))

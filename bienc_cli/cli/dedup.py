@@ -1,6 +1,6 @@
 """`bienc dedup`: find exact and near-duplicate documents, report them or act on the files.
 
-Registered on the shared app when bienc_cli.cli.main imports this module; the library work is in
+Listed in bienc_cli.cli.main's table of commands; the library work is in
 bienc_cli.dedup.detect and bienc_cli.actions.apply, the rendering in bienc_cli.ui.dedup.
 """
 
@@ -13,24 +13,21 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli.main import (
-    ExcludeOption,
-    IdColumnOption,
-    IncludeOption,
+from bienc_cli.cli.options import (
+    UNSET_SOURCE_FLAGS,
     IndexOption,
     NullOption,
-    TextColumnOption,
-    _error,
-    _handle_errors,
-    app,
-    source_options,
+    SourceFlags,
+    error,
+    handle_errors,
     split_stdin,
+    with_source_options,
 )
 from bienc_cli.errors import ExitStatus, UsageError
 
 
-@app.command()
-@_handle_errors
+@handle_errors
+@with_source_options
 def dedup(
     sources: Annotated[
         list[str] | None,
@@ -193,30 +190,7 @@ def dedup(
             rich_help_panel="Input",
         ),
     ] = None,
-    text_column: TextColumnOption = None,
-    id_column: IdColumnOption = None,
-    include: IncludeOption = None,
-    exclude: ExcludeOption = None,
-    hidden: Annotated[
-        bool | None,
-        typer.Option("--hidden", help="Hidden files and folders too.", rich_help_panel="Input"),
-    ] = None,
-    no_ignore: Annotated[
-        bool | None,
-        typer.Option(
-            "--no-ignore",
-            help="Do not honour .gitignore and .biencignore.",
-            rich_help_panel="Input",
-        ),
-    ] = None,
-    max_file_size: Annotated[
-        str | None,
-        typer.Option(
-            "--max-file-size",
-            help="Skip larger files, tables exempt (default: 20M).",
-            rich_help_panel="Input",
-        ),
-    ] = None,
+    source: SourceFlags = UNSET_SOURCE_FLAGS,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary on stderr (errors still shown).")
     ] = False,
@@ -264,6 +238,9 @@ def dedup(
         raise UsageError("--dry-run shows what an --action would do: add --action (or --apply)")
     if calibrate and (action or plan or output or pairs):
         raise UsageError("--calibrate only shows similarities: run it without actions or --output")
+    if not sources and (model or source.given()):
+        named = ", ".join(["--model"] * bool(model) + source.given())
+        raise UsageError(f"{named} need SOURCES: they say how to read them")
     if sources and index_dir is not None:
         raise UsageError(
             "give SOURCE paths or --index, not both (to reuse vectors: "
@@ -272,15 +249,7 @@ def dedup(
     if output is not None:
         dd.check_output_path(output)
     sources, stdin_paths = split_stdin(sources, null=null)
-    index_options = source_options(
-        text_column=text_column,
-        id_column=id_column,
-        include=include,
-        exclude=exclude,
-        hidden=hidden,
-        no_ignore=no_ignore,
-        max_file_size=max_file_size,
-    )
+    index_options = source.options()
     request = dd.DedupRequest(
         sources=sources,
         stdin_paths=stdin_paths,
@@ -298,7 +267,7 @@ def dedup(
         run = dd.run_dedup(request, options, calibrate_only=calibrate, progress=progress)
     read_errors = run.corpus.index_report.errors if run.corpus.index_report else []
     for item in read_errors:
-        _error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
+        error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
     if run.calibration is not None:
         ui_dedup.write_calibration(dd.calibration_record(run.calibration), fmt, sys.stdout)
         raise typer.Exit(int(ExitStatus.PARTIAL if read_errors else ExitStatus.OK))
@@ -384,7 +353,7 @@ def _dedup_apply(plan, action, to, journal, yes, dry_run):
     except KeyboardInterrupt:
         # The journal holds every action made so far, each one whole: say how to undo them.
         path = journal or (actions.journal_for(plan.path) if plan.path else None)
-        _error(f"interrupted; to undo what was done: bienc dedup --undo {path}")
+        error(f"interrupted; to undo what was done: bienc dedup --undo {path}")
         raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
 
 

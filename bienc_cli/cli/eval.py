@@ -1,6 +1,6 @@
 """`bienc eval`: score retrieval on judged queries (nDCG, MRR, MAP, recall).
 
-Registered on the shared app when bienc_cli.cli.main imports this module; the library work is in
+Listed in bienc_cli.cli.main's table of commands; the library work is in
 bienc_cli.evaluation.evaluate, the rendering in bienc_cli.ui.eval.
 """
 
@@ -12,12 +12,11 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli.main import MAX_EF, _handle_errors, app
+from bienc_cli.cli.options import MAX_EF, handle_errors
 from bienc_cli.errors import StorageError, UsageError
 
 
-@app.command("eval")
-@_handle_errors
+@handle_errors
 def eval_command(
     index_dirs: Annotated[
         list[Path] | None,
