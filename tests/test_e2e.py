@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -228,3 +229,52 @@ def test_verify_finds_and_repair_rebuilds_the_onnx_export(sample_index, tmp_path
     assert "ok   onnx export" in repaired.stdout
     hits = bienc("query", "why does mars look red", "--index", work_root, "-f", "paths", "-k", "1")
     assert hits.exit_code == 0 and hits.stdout.strip().endswith("why-mars-is-red.md")
+
+
+def test_the_wheel_installs_and_runs_in_a_fresh_environment(sample_index, tmp_path):
+    # `pip install .` must ship every subpackage (an explicit `packages = ["bienc_cli"]`
+    # would ship none of them). The wheel goes into a new virtual environment that finds
+    # bienc's dependencies through a .pth line to this one's site-packages, but not bienc.
+    import sysconfig
+    import venv
+
+    from tests.conftest import REPO
+
+    _, root, _ = sample_index
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(wheels), str(REPO)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = wheels.glob("bienc-*.whl")
+    env_dir = tmp_path / "fresh"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    fresh_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    (Path(fresh_site) / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+         "--no-index", "-q", str(wheel)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
+    bienc_script = env_dir / "bin" / "bienc"
+    version = subprocess.run(
+        [bienc_script, "--version"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert version.returncode == 0 and version.stdout.startswith("bienc ")
+    where = subprocess.run(
+        [python, "-c", "import bienc_cli.query.search as m; print(m.__file__)"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert where.stdout.startswith(fresh_site), where.stdout + where.stderr
+    query = subprocess.run(
+        [bienc_script, "query", "why is Mars red", "--index", str(root), "-k", "1", "-f", "paths"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.strip().endswith("why-mars-is-red.md")
