@@ -46,7 +46,7 @@ def ensure_index(data: Path, index: Path, rebuild: bool) -> None:
             generation = store.open_index(index)
             if generation.manifest["counts"]["documents"] > 0:
                 return
-        except Exception:  # noqa: BLE001 - missing or damaged: build it
+        except Exception:  # missing or damaged: build it
             pass
     print(f"indexing {data} into {index} (minutes on a CPU)...", flush=True)
     started = time.perf_counter()

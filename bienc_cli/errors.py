@@ -1,7 +1,7 @@
 """bienc's exceptions and the exit codes they map to.
 
 The library raises these; the CLI turns each into a one-line message on stderr and its exit
-code, in one place (``cli.run_command``). Messages say how to fix the problem.
+code, in one place (``cli.options.handle_errors``). Messages say how to fix the problem.
 """
 
 from __future__ import annotations
