@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bienc_cli.cluster.algorithms import ClusterOptions, cluster_index  # noqa: E402
+from bienc_cli.cluster.algorithms import ClusterOptions  # noqa: E402
+from bienc_cli.cluster.corpus import cluster_index  # noqa: E402
 
 
 def ensure_index(data: Path, index: Path, rebuild: bool) -> None:

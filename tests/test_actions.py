@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bienc_cli.actions import apply as actions
-from bienc_cli.actions.apply import Plan, PlannedFile, PlannedGroup
+from bienc_cli.actions.fs import file_sha256
+from bienc_cli.actions.plan import ACTIONS, Plan, PlannedFile, PlannedGroup, read_plan, write_plan
+from bienc_cli.actions.signing import key_path, signing_key
+from bienc_cli.actions.undo import undo
 from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus, UsageError
 
@@ -41,7 +44,7 @@ def snapshot(root: Path) -> dict[str, tuple[str, bytes]]:
 
 
 def _planned(path: Path, **extra) -> PlannedFile:
-    return PlannedFile(str(path), actions.file_sha256(path), path.stat().st_size, **extra)
+    return PlannedFile(str(path), file_sha256(path), path.stat().st_size, **extra)
 
 
 def make_plan(root: Path, groups: list[tuple[str, list[str]]], tmp: Path, **kw) -> Plan:
@@ -59,8 +62,8 @@ def make_plan(root: Path, groups: list[tuple[str, list[str]]], tmp: Path, **kw) 
         ],
         **kw,
     )
-    actions.write_plan(plan, tmp / "plan.json")
-    return actions.read_plan(tmp / "plan.json")
+    write_plan(plan, tmp / "plan.json")
+    return read_plan(tmp / "plan.json")
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def test_move_keeps_the_relative_tree_and_undo_restores(tree, tmp_path):
     assert not (tree / "a" / "copy.txt").exists()
     assert (tree / "keep.txt").read_text() == "the original text\n"
     assert report.journal == str(tmp_path / "plan.journal.jsonl")
-    undone = actions.undo(Path(report.journal))
+    undone = undo(Path(report.journal))
     assert [o.status for o in undone.outcomes] == ["done", "done"]
     assert snapshot(tree) == before
     assert not list((tmp_path / "dups").rglob("*"))  # folders it made are gone again
@@ -103,7 +106,7 @@ def test_delete_goes_to_a_trash_beside_the_journal(tree, tmp_path):
     assert report.trash == str(tmp_path / ".plan.trash")
     assert (tmp_path / ".plan.trash" / "a" / "deep" / "reworded.txt").exists()
     assert sorted(snapshot(tree)) == ["a", "a/deep", "keep.txt", "other.txt"]
-    actions.undo(Path(report.journal))
+    undo(Path(report.journal))
     assert snapshot(tree) == before
     assert not (tmp_path / ".plan.trash").exists()  # emptied by the undo, so removed
 
@@ -121,11 +124,11 @@ def test_links_replace_duplicates_and_undo_restores_their_bytes(tree, tmp_path, 
         if action == "symlink":
             assert not os.path.isabs(os.readlink(path))  # relative: survives moving the tree
     assert (tree / "a" / "deep" / "reworded.txt").read_text() == "the original text\n"
-    actions.undo(Path(report.journal))
+    undo(Path(report.journal))
     assert snapshot(tree) == before
 
 
-@pytest.mark.parametrize("action", actions.ACTIONS)
+@pytest.mark.parametrize("action", ACTIONS)
 def test_applying_twice_changes_nothing_the_second_time(tree, tmp_path, action):
     plan = make_plan(tree, GROUPS, tmp_path)
     to = str(tmp_path / "dups") if action == "move" else None
@@ -219,7 +222,7 @@ def test_move_never_overwrites(tree, tmp_path):
 def test_bad_plans_are_usage_errors(tmp_path, content):
     (tmp_path / "plan.json").write_text(content)
     with pytest.raises(UsageError):
-        actions.read_plan(tmp_path / "plan.json")
+        read_plan(tmp_path / "plan.json")
 
 
 # -- the journal: crashes and undo -----------------------------------------------------------
@@ -233,7 +236,7 @@ def test_undo_after_a_crash_between_intent_and_done(tree, tmp_path):
     journal = Path(report.journal)
     lines = journal.read_text().splitlines()
     journal.write_text("\n".join(ln for ln in lines if '"op": "done"' not in ln) + "\n")
-    actions.undo(journal)
+    undo(journal)
     assert snapshot(tree) == before
 
 
@@ -246,11 +249,11 @@ def test_undo_of_an_intent_that_never_happened(tree, tmp_path, monkeypatch):
         raise SystemExit("killed")
 
     with monkeypatch.context() as patch, pytest.raises(SystemExit):
-        patch.setattr(actions, "_move", crash)
+        patch.setattr(actions, "move_file", crash)
         actions.apply_plan(plan, "delete")
     journal = tmp_path / "plan.journal.jsonl"
     journal.write_text(journal.read_text() + '{"op": "do", "se')
-    result = actions.undo(journal)
+    result = undo(journal)
     assert [(o.status, o.reason) for o in result.outcomes] == [
         ("already", "in place (the action never happened)")
     ]
@@ -260,8 +263,8 @@ def test_undo_of_an_intent_that_never_happened(tree, tmp_path, monkeypatch):
 def test_undo_twice_is_harmless(tree, tmp_path):
     before = snapshot(tree)
     report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "move", to=str(tmp_path / "d"))
-    actions.undo(Path(report.journal))
-    again = actions.undo(Path(report.journal))
+    undo(Path(report.journal))
+    again = undo(Path(report.journal))
     assert again.outcomes == []
     assert snapshot(tree) == before
 
@@ -269,7 +272,7 @@ def test_undo_twice_is_harmless(tree, tmp_path):
 def test_undo_does_not_overwrite_a_new_file(tree, tmp_path):
     report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "delete")
     (tree / "a" / "copy.txt").write_text("a new file in the old place\n")
-    result = actions.undo(Path(report.journal))
+    result = undo(Path(report.journal))
     statuses = {Path(o.path).name: o.status for o in result.outcomes}
     assert statuses == {"copy.txt": "skipped", "reworded.txt": "done"}
     assert (tree / "a" / "copy.txt").read_text() == "a new file in the old place\n"
@@ -278,9 +281,9 @@ def test_undo_does_not_overwrite_a_new_file(tree, tmp_path):
 def test_a_journal_that_is_not_one(tmp_path):
     (tmp_path / "j.jsonl").write_text('{"op": "nothing"}\n')
     with pytest.raises(UsageError):
-        actions.undo(tmp_path / "j.jsonl")
+        undo(tmp_path / "j.jsonl")
     with pytest.raises(UsageError):
-        actions.undo(tmp_path / "missing.jsonl")
+        undo(tmp_path / "missing.jsonl")
 
 
 # -- the safety rules as properties ----------------------------------------------------------
@@ -303,7 +306,7 @@ def _scenarios(draw):
         if len(chunk) >= 2:
             groups.append((chunk[0], chunk[1:]))
         start += size
-    action = draw(st.sampled_from(actions.ACTIONS))
+    action = draw(st.sampled_from(ACTIONS))
     return dict(zip(names, contents)), groups, action
 
 
@@ -336,7 +339,7 @@ def test_keepers_survive_reapplying_is_idle_and_undo_restores_every_byte(scenari
         second = actions.apply_plan(plan, action, to=to)
         assert {o.status for o in second.outcomes} <= {"already"}
         assert snapshot(tmp) == after
-        actions.undo(Path(report.journal))
+        undo(Path(report.journal))
         assert snapshot(root) == before
 
 
@@ -482,7 +485,7 @@ def test_a_failed_link_leaves_the_file_and_undo_agrees(tree, tmp_path, monkeypat
         ("failed", "Invalid cross-device link")
     }
     assert snapshot(tree) == before
-    result = actions.undo(Path(report.journal))
+    result = undo(Path(report.journal))
     assert {o.status for o in result.outcomes} == {"already"}
     assert snapshot(tree) == before
 
@@ -532,7 +535,7 @@ def _cli_plan(dup_tree, tmp_path, *args):
 
 
 def _entry(path: Path) -> dict:
-    return {"path": str(path), "sha256": actions.file_sha256(path), "size": path.stat().st_size}
+    return {"path": str(path), "sha256": file_sha256(path), "size": path.stat().st_size}
 
 
 def _widen_roots_and_add(data, outsider):
@@ -635,7 +638,7 @@ def test_a_plan_is_applied_only_with_the_key_that_signed_it(
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "another-user"))
     result = bienc("dedup", "--apply", plan, "--action", "delete", "--yes")
     assert result.exit_code == ExitStatus.USAGE and "no signing key" in result.stderr
-    actions.signing_key(create=True)  # another user's key: the signature does not match
+    signing_key(create=True)  # another user's key: the signature does not match
     (tmp_path / "another-user").rename(tmp_path.parent / f"{tmp_path.name}-another-user")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path.parent / f"{tmp_path.name}-another-user"))
     result = bienc("dedup", "--apply", plan, "--action", "delete", "--yes")
@@ -653,13 +656,13 @@ def test_a_plan_without_signatures_is_refused(dup_tree, fake_encoder, tmp_path):
 
 
 def test_the_signing_key_is_private_and_refused_when_it_is_not():
-    key = actions.signing_key(create=True)
-    path = actions.key_path()
+    key = signing_key(create=True)
+    path = key_path()
     assert os.stat(path).st_mode & 0o777 == 0o600 and os.stat(path.parent).st_mode & 0o077 == 0
-    assert actions.signing_key(create=True) == key  # made once
+    assert signing_key(create=True) == key  # made once
     os.chmod(path, 0o644)
     with pytest.raises(UsageError, match="chmod 600"):
-        actions.signing_key(create=False)
+        signing_key(create=False)
 
 
 def _swap_for_link(folder: Path, target: Path) -> None:
@@ -690,7 +693,7 @@ def test_members_resolving_outside_the_roots_are_skipped(tree, tmp_path, where):
 def test_a_member_path_through_dotdot_is_outside(tree, tmp_path, outsider):
     plan = make_plan(tree, GROUPS, tmp_path)
     sneaky = tree / "a" / ".." / ".." / "outside" / outsider.name
-    plan.groups[0].members = [PlannedFile(str(sneaky), actions.file_sha256(outsider), 0)]
+    plan.groups[0].members = [PlannedFile(str(sneaky), file_sha256(outsider), 0)]
     report = actions.apply_plan(plan, "delete")
     assert [(o.status, o.reason) for o in report.outcomes] == [("skipped", "outside the roots")]
     assert outsider.exists()
@@ -738,7 +741,7 @@ def _forged_entry(tree, outsider, seq=99):
     victim = tree / "other.txt"
     return {
         "op": "do", "seq": seq, "action": "move", "path": str(outsider.parent / "planted.sh"),
-        "dest": str(victim), "dest_root": str(tree), "sha256": actions.file_sha256(victim),
+        "dest": str(victim), "dest_root": str(tree), "sha256": file_sha256(victim),
         "keeper": str(tree / "keep.txt"),
     }  # fmt: skip
 
@@ -788,7 +791,7 @@ def test_undo_never_restores_outside_the_roots(tree, tmp_path):
     report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "delete")
     _swap_for_link(tree / "a", tmp_path / "elsewhere")
     before = snapshot(tmp_path)
-    result = actions.undo(Path(report.journal))
+    result = undo(Path(report.journal))
     assert {o.status for o in result.outcomes} == {"skipped"}
     assert all("outside the roots" in o.reason for o in result.outcomes)
     assert snapshot(tmp_path) == before
@@ -798,7 +801,7 @@ def test_undo_takes_files_only_from_its_own_trash(tree, tmp_path):
     """A trash folder replaced by a link to elsewhere: those files are not "restored"."""
     report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "delete")
     _swap_for_link(tmp_path / ".plan.trash" / "a" / "deep", tmp_path / "elsewhere")
-    result = actions.undo(Path(report.journal))
+    result = undo(Path(report.journal))
     assert [(Path(o.path).name, o.status) for o in result.outcomes] == [
         ("reworded.txt", "skipped"),
         ("copy.txt", "done"),
@@ -825,7 +828,7 @@ def test_undo_removes_only_the_folders_the_apply_made(tree, tmp_path):
         make_plan(tree, GROUPS, tmp_path), "move", to=str(tmp_path / "dups")
     )
     assert (tmp_path / "dups" / "a" / "deep" / "reworded.txt").exists()
-    actions.undo(Path(report.journal))
+    undo(Path(report.journal))
     assert snapshot(tmp_path / "dups") == {"a": ("dir", b"")}  # deep/ went, a/ stays
 
 
@@ -844,7 +847,7 @@ def test_a_move_across_file_systems_copies_checks_and_undoes(tree, tmp_path, mon
     moved = snapshot(tmp_path / "d")
     assert moved["a/copy.txt"] == ("file", b"the original text\n")
     assert not any(name.endswith(".bienc-partial") for name in moved)
-    actions.undo(Path(report.journal))
+    undo(Path(report.journal))
     assert snapshot(tree) == before and not snapshot(tmp_path / "d")
 
 

@@ -16,8 +16,11 @@ from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
 from bienc_cli.cluster import algorithms as clustering
+from bienc_cli.cluster import corpus
 from bienc_cli.cluster.algorithms import ClusterOptions, cluster_vectors
+from bienc_cli.cluster.corpus import ClusterReport, DocumentAssignment
 from bienc_cli.cluster.keywords import c_tf_idf, class_keywords, label_from
+from bienc_cli.cluster.organize import folder_name, slug
 from bienc_cli.errors import ExitStatus, UsageError
 from tests.conftest import SAMPLE_CORPUS
 
@@ -324,13 +327,13 @@ def _report(vectors, texts, options=None):
     labels = {c.id: c.label for c in result.clusters}
     for i, text in enumerate(texts):
         documents.append(
-            clustering.DocumentAssignment(
+            DocumentAssignment(
                 doc_id=f"/docs/{i}.txt", path=f"/docs/{i}.txt", row_id=None, kind="text",
                 title=text[:20], cluster=int(result.labels[i]), label=labels[int(result.labels[i])],
                 distance=float(result.distances[i]), probability=None,
             )
         )  # fmt: skip
-    return clustering.ClusterReport(documents, result, vectors, list(texts), ["/docs"], "fake")
+    return ClusterReport(documents, result, vectors, list(texts), ["/docs"], "fake")
 
 
 def test_plot_writes_a_png_and_a_self_contained_html(tmp_path):
@@ -365,12 +368,12 @@ def test_plot_path_must_have_a_known_suffix():
 
 
 def test_titles_drop_heading_and_comment_marks():
-    assert clustering._title("# Growing Basil\n\nBasil likes sun.", None) == "Growing Basil"
-    assert clustering._title('\n"""Retry a flaky call."""\n', None) == "Retry a flaky call."
-    assert clustering._title("// main entry", None) == "main entry"
-    assert clustering._title("/* A C comment */\nint x;", None) == "A C comment"
-    assert clustering._title("Some text", '{"title": "Row title", "lang": "en"}') == "Row title"
-    assert clustering._title("x" * 200, None).endswith("…")
+    assert corpus._title("# Growing Basil\n\nBasil likes sun.", None) == "Growing Basil"
+    assert corpus._title('\n"""Retry a flaky call."""\n', None) == "Retry a flaky call."
+    assert corpus._title("// main entry", None) == "main entry"
+    assert corpus._title("/* A C comment */\nint x;", None) == "A C comment"
+    assert corpus._title("Some text", '{"title": "Row title", "lang": "en"}') == "Row title"
+    assert corpus._title("x" * 200, None).endswith("…")
 
 
 def test_importing_the_cluster_modules_loads_no_heavy_library():
@@ -378,7 +381,8 @@ def test_importing_the_cluster_modules_loads_no_heavy_library():
     import sys
 
     code = (
-        "import sys, bienc_cli.cli.main, bienc_cli.cluster.algorithms, bienc_cli.cluster.keywords, bienc_cli.cluster.plot\n"
+        "import sys, bienc_cli.cli.main, bienc_cli.cluster.algorithms, bienc_cli.cluster.corpus, "
+        "bienc_cli.cluster.organize, bienc_cli.cluster.keywords, bienc_cli.cluster.plot\n"
         "heavy = ('sklearn', 'scipy', 'matplotlib', 'numpy', 'pyarrow', 'threadpoolctl')\n"
         "print(','.join(m for m in heavy if m in sys.modules))"
     )
@@ -391,9 +395,9 @@ def test_importing_the_cluster_modules_loads_no_heavy_library():
 
 def test_folder_names_are_safe():
     cluster = clustering.Cluster(3, 4, ["Crème", "brûlée/torch", "sugar", "x"], "", [], 0.5)
-    assert clustering.folder_name(cluster, 2) == "03-creme-brulee-torch-sugar"
-    assert clustering.folder_name(clustering.Cluster(0, 1, [], "", [], None), 3) == "000-cluster"
-    assert clustering.slug("../../etc passwd") == "etc-passwd"
+    assert folder_name(cluster, 2) == "03-creme-brulee-torch-sugar"
+    assert folder_name(clustering.Cluster(0, 1, [], "", [], None), 3) == "000-cluster"
+    assert slug("../../etc passwd") == "etc-passwd"
 
 
 # --- the command, end to end on sample_corpus/ with the fake encoder -----------------------

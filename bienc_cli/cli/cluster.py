@@ -1,7 +1,8 @@
 """`bienc cluster`: group documents by topic, name the groups, draw the map.
 
 Listed in bienc_cli.cli.main's table of commands; the library work is in
-bienc_cli.cluster.algorithms, the rendering in bienc_cli.ui.cluster and bienc_cli.cluster.plot.
+bienc_cli.cluster (algorithms, corpus, organize), the rendering in bienc_cli.ui.cluster and
+bienc_cli.cluster.plot.
 """
 
 from __future__ import annotations
@@ -175,12 +176,9 @@ def cluster(
     centre). Exit code 3 if some sources could not be read.
     """
     from bienc_cli.cluster import plot as plotting
-    from bienc_cli.cluster.algorithms import (
-        ClusterOptions,
-        cluster_index,
-        cluster_sources,
-        organize,
-    )
+    from bienc_cli.cluster.algorithms import ClusterOptions
+    from bienc_cli.cluster.corpus import cluster_index, cluster_sources
+    from bienc_cli.cluster.organize import organize
     from bienc_cli.indexing.run import IndexRequest
     from bienc_cli.store import generations as store
     from bienc_cli.ui import cluster as ui_cluster

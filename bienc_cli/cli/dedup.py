@@ -1,7 +1,7 @@
 """`bienc dedup`: find exact and near-duplicate documents, report them or act on the files.
 
 Listed in bienc_cli.cli.main's table of commands; the library work is in
-bienc_cli.dedup.detect and bienc_cli.actions.apply, the rendering in bienc_cli.ui.dedup.
+bienc_cli.dedup.detect and bienc_cli.actions, the rendering in bienc_cli.ui.dedup.
 """
 
 from __future__ import annotations
@@ -203,6 +203,9 @@ def dedup(
     read or some files were skipped.
     """
     from bienc_cli.actions import apply as actions
+    from bienc_cli.actions import paths as action_paths
+    from bienc_cli.actions import plan as plans
+    from bienc_cli.actions import undo as undoing
     from bienc_cli.dedup import detect as dd
     from bienc_cli.store import generations as store
     from bienc_cli.ui import dedup as ui_dedup
@@ -227,13 +230,13 @@ def dedup(
                 f"{', '.join(extra) or '--apply'}"
             )
         if undo is not None:
-            report = actions.undo(undo, dry_run=dry_run)
+            report = undoing.undo(undo, dry_run=dry_run)
         else:
-            report = _dedup_apply(actions.read_plan(apply), action, to, journal, yes, dry_run)
+            report = _dedup_apply(plans.read_plan(apply), action, to, journal, yes, dry_run)
         _dedup_action_output(report, fmt, quiet)
         raise typer.Exit(int(ExitStatus.PARTIAL if report.problems else ExitStatus.OK))
 
-    actions.check_action(action, str(to) if to else None)
+    plans.check_action(action, str(to) if to else None)
     if dry_run and action is None:
         raise UsageError("--dry-run shows what an --action would do: add --action (or --apply)")
     if calibrate and (action or plan or output or pairs):
@@ -293,9 +296,7 @@ def dedup(
         )
     report = None
     if plan is not None or action is not None:
-        planned = actions.build_plan(
-            run.corpus, detection, action=action, to=str(to) if to else None
-        )
+        planned = plans.build_plan(run.corpus, detection, action=action, to=str(to) if to else None)
         warned = {item["path"] for item in stale}
         notes += [
             f"left out of the plan: {ui.display_path(x['path'])}: {x['reason']}"
@@ -303,7 +304,7 @@ def dedup(
             if x["path"] not in warned
         ]
         if plan is not None:
-            actions.write_plan(planned, plan)
+            plans.write_plan(planned, plan)
             files = sum(len(g.members) for g in planned.groups)
             notes.append(
                 f"plan: {files} files in {len(planned.groups)} groups written to {plan}; "
@@ -311,10 +312,10 @@ def dedup(
                 + ("" if action else " --action move --to DIR (or delete, hardlink, symlink)")
             )
         else:
-            planned.path = actions.default_plan_path()
+            planned.path = action_paths.default_plan_path()
             _dedup_confirm(planned, action, journal, yes, dry_run)
             if planned.groups and not dry_run:  # nothing to do: leave no empty folder
-                actions.write_plan(planned, planned.path)
+                plans.write_plan(planned, planned.path)
             report = _dedup_apply(planned, action, to, journal, yes=True, dry_run=dry_run)
             # Files dropped before the plan are skipped files too: a delete that deletes
             # nothing because the index is stale is not a success.
@@ -340,6 +341,7 @@ def dedup(
 def _dedup_apply(plan, action, to, journal, yes, dry_run):
     """Apply a plan with the given action, else the plan's own."""
     from bienc_cli.actions import apply as actions
+    from bienc_cli.actions import paths as action_paths
 
     action = action or plan.action
     if action is None:
@@ -352,7 +354,7 @@ def _dedup_apply(plan, action, to, journal, yes, dry_run):
         return actions.apply_plan(plan, action, to=to_dir, journal=journal, dry_run=dry_run)
     except KeyboardInterrupt:
         # The journal holds every action made so far, each one whole: say how to undo them.
-        path = journal or (actions.journal_for(plan.path) if plan.path else None)
+        path = journal or (action_paths.journal_for(plan.path) if plan.path else None)
         error(f"interrupted; to undo what was done: bienc dedup --undo {path}")
         raise typer.Exit(int(ExitStatus.INTERRUPTED)) from None
 

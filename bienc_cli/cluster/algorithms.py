@@ -1,4 +1,4 @@
-"""`bienc cluster`: group documents by meaning, name the groups, and lay them out in folders.
+"""`bienc cluster`'s algorithms: group document vectors by meaning, and name the groups.
 
 The algorithms take document vectors (unit length, one row per document) and texts, never a
 model, so they run on synthetic vectors in tests. Three methods:
@@ -22,7 +22,8 @@ model, so they run on synthetic vectors in tests. Three methods:
 Clusters are numbered by size, largest first. Each is named by c-TF-IDF keywords
 (`keywords.py`) and represented by the documents nearest its centroid. Every step that draws
 random numbers takes ``seed``, and scikit-learn runs on one thread (see ``single_thread``):
-the same input and seed give the same clusters.
+the same input and seed give the same clusters. Where the vectors come from is
+`corpus.py`; the folders of ``--organize`` are `organize.py`.
 
 scikit-learn and scipy are imported inside the functions: `bienc --help` must not pay for them.
 """
@@ -30,30 +31,18 @@ scikit-learn and scipy are imported inside the functions: `bienc --help` must no
 from __future__ import annotations
 
 import contextlib
-import filecmp
 import logging
 import math
-import os
-import re
-import shutil
-import tempfile
-import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bienc_cli.cluster.keywords import class_keywords, label_from
-from bienc_cli.errors import StorageError, UsageError
-from bienc_cli.inputs.documents import real_path
-from bienc_cli.util.text import shorten
+from bienc_cli.errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from bienc_cli.indexing.run import IndexRequest, ProgressFn
-    from bienc_cli.query.search import EncoderFactory
 
 log = logging.getLogger(__name__)
 
@@ -474,264 +463,3 @@ def centroids_of(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
     sums = np.asarray(indicator @ vectors, dtype=np.float64)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-# --- documents: from an index (stored vectors) or from sources (a temporary index) ----------
-
-
-@dataclass
-class DocumentAssignment:
-    """One document's place in the clustering."""
-
-    doc_id: str
-    path: str  # absolute path of the source file
-    row_id: str | None  # table rows
-    kind: str
-    title: str  # the first line of its text (or a table row's "title" column)
-    cluster: int  # -1: outlier
-    label: str  # the cluster's label
-    distance: float | None  # cosine distance to the cluster's centroid; None for outliers
-    probability: float | None  # hdbscan: membership strength; None for other methods
-
-
-@dataclass
-class ClusterReport:
-    """What `bienc cluster` found, ready for the renderers, the plot and ``organize``."""
-
-    documents: list[DocumentAssignment]
-    clustering: Clustering
-    vectors: np.ndarray  # the document vectors, row i = documents[i]
-    texts: list[str]  # each document's text, joined from its stored chunks
-    sources: list[str]  # the folders and files the documents came from
-    model: str
-    skipped: list[Any] = field(default_factory=list)  # documents.Skipped, from a temporary index
-    notes: list[Any] = field(default_factory=list)  # documents.Note
-
-    @property
-    def errors(self) -> list[Any]:
-        return [s for s in self.skipped if s.error]
-
-
-def cluster_index(root: Path, options: ClusterOptions) -> ClusterReport:
-    """Cluster the documents of an existing index by their stored vectors: no model is loaded."""
-    from bienc_cli.store import generations as store
-
-    generation = store.open_index(root)
-    docs = store.document_vectors(generation, columns=["path", "row_id", "kind", "meta"])
-    if not docs.doc_ids:
-        raise UsageError(f"the index at {root} holds no documents; add some with `bienc index`")
-    texts = document_texts(generation)
-    texts = [texts.get(doc_id, "") for doc_id in docs.doc_ids]
-    clustering = cluster_vectors(docs.vectors, texts, options)
-    columns = docs.table.select(["path", "row_id", "kind", "meta"]).to_pydict()
-    labels = {c.id: c.label for c in clustering.clusters}
-    documents = []
-    for i, doc_id in enumerate(docs.doc_ids):
-        cluster = int(clustering.labels[i])
-        distance = float(clustering.distances[i])
-        documents.append(
-            DocumentAssignment(
-                doc_id=doc_id,
-                path=real_path(columns["path"][i]),
-                row_id=columns["row_id"][i],
-                kind=columns["kind"][i],
-                title=_title(texts[i], columns["meta"][i]),
-                cluster=cluster,
-                label=labels[cluster],
-                distance=None if math.isnan(distance) else distance,
-                probability=None
-                if clustering.probabilities is None
-                else float(clustering.probabilities[i]),
-            )
-        )
-    return ClusterReport(
-        documents=documents,
-        clustering=clustering,
-        vectors=docs.vectors,
-        texts=texts,
-        sources=list(generation.manifest.get("sources", {}).get("roots", [])),
-        model=generation.manifest["model"]["name"],
-    )
-
-
-def cluster_sources(
-    request: IndexRequest,
-    options: ClusterOptions,
-    *,
-    encoder_factory: EncoderFactory | None = None,
-    progress: ProgressFn | None = None,
-) -> ClusterReport:
-    """Index ``request.sources`` into a temporary index, cluster them, and delete the index."""
-    import dataclasses
-
-    from bienc_cli.indexing.run import run_index
-
-    check_options(options)  # before encoding anything
-    with tempfile.TemporaryDirectory(prefix="bienc-cluster-") as folder:
-        request = dataclasses.replace(request, root=Path(folder) / "index", rebuild=False)
-        run = run_index(request, encoder_factory=encoder_factory, progress=progress)
-        if run.documents == 0:
-            raise UsageError("found no text to cluster in the given sources")
-        report = cluster_index(request.root, options)
-    report.skipped, report.notes = list(run.skipped), list(run.notes)
-    return report
-
-
-def document_texts(generation: Any) -> dict[str, str]:
-    """Each document's text, rebuilt from its stored chunks without their overlaps."""
-    table = generation.read_sidecar(columns=["doc_id", "chunk", "char_start", "char_end", "text"])
-    table = table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
-    data = table.to_pydict()
-    parts: dict[str, list[str]] = {}
-    ends: dict[str, int] = {}
-    for doc_id, start, end, text in zip(
-        data["doc_id"], data["char_start"], data["char_end"], data["text"]
-    ):
-        previous_end = ends.get(doc_id)
-        # Consecutive chunks share `overlap` tokens; count those words once for c-TF-IDF.
-        if previous_end is not None and start < previous_end and len(text) == end - start:
-            text = text[previous_end - start :]
-        parts.setdefault(doc_id, []).append(text)
-        ends[doc_id] = end
-    return {doc_id: "".join(chunks) for doc_id, chunks in parts.items()}
-
-
-def _title(text: str, meta: str | None) -> str:
-    """A document's title: a table row's title column, else its first line of text."""
-    if meta:
-        import json
-
-        try:
-            fields = json.loads(meta)
-        except ValueError:
-            fields = {}
-        for key in ("title", "name", "subject", "headline"):
-            if isinstance(fields.get(key), str) and fields[key].strip():
-                return shorten(fields[key], 80)
-    for line in text.splitlines():
-        # Drop heading and comment marks: '# Basil', '"""Retry a flaky call.', '// main'
-        line = line.strip().lstrip("#\"'/*;-= \t").rstrip("\"'").removesuffix("*/").strip()
-        if line:
-            return shorten(line, 80)
-    return ""
-
-
-# --- organize: per-cluster folders of links or copies ---------------------------------------
-
-
-@dataclass
-class OrganizeReport:
-    target: str
-    folders: dict[int, str]  # cluster id -> folder name
-    linked: int = 0
-    copied: int = 0
-    written: int = 0  # table rows, written as text files (there is no file to link)
-    unchanged: int = 0  # already there from an earlier run (--force), left as they were
-
-
-def folder_name(cluster: Cluster, width: int) -> str:
-    """``03-basil-watering-pots``: the cluster id and its first three keywords, filename-safe."""
-    if cluster.id == OUTLIER:
-        return "outliers"
-    return f"{cluster.id:0{width}d}-{slug(' '.join(cluster.keywords[:3])) or 'cluster'}"
-
-
-def slug(text: str, max_length: int = 60) -> str:
-    """Lower-case ASCII words joined by hyphens: safe on every filesystem."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
-    return "-".join(words)[:max_length].strip("-")
-
-
-def organize(
-    report: ClusterReport, target: Path, *, copy: bool = False, force: bool = False
-) -> OrganizeReport:
-    """Make one folder per cluster under ``target`` holding symlinks (or copies) of its documents.
-
-    Originals are only read, never moved or changed. Table rows have no file of their own:
-    each is written as ``ROW_ID.txt`` holding its text. ``target`` must be empty or new,
-    unless ``force``. Nothing already there is removed or overwritten, and nothing is
-    written outside ``target``: an entry that is what bienc would write (the same link, the
-    same bytes, the document itself) is left as it is; any other takes the next free name
-    (``name-2.md``); a cluster folder that is a link or a file is refused before anything
-    is written.
-    """
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"--organize {target}: not a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise UsageError(f"--organize {target}: the folder is not empty; pass --force to add to it")
-    width = max(2, len(str(report.clustering.n_clusters - 1)))
-    folders = {c.id: folder_name(c, width) for c in report.clustering.clusters}
-    for name in folders.values():
-        folder = target / name
-        if os.path.islink(folder) or (os.path.lexists(folder) and not os.path.isdir(folder)):
-            raise UsageError(
-                f"--organize: {folder} is a link or a file, not a folder; bienc writes only "
-                "inside DIR: choose an empty target"
-            )
-    result = OrganizeReport(target=str(target), folders=folders)
-    used: dict[int, set[str]] = {c: set() for c in folders}
-    try:
-        for doc, text in zip(report.documents, report.texts):
-            folder = target / folders[doc.cluster]
-            folder.mkdir(parents=True, exist_ok=True)
-            if doc.row_id is not None:
-                wanted = f"{slug(doc.row_id, 80) or 'row'}.txt"
-            else:
-                wanted = os.path.basename(doc.path)
-            destination = folder / _unique(wanted, used[doc.cluster])
-            while os.path.lexists(destination):
-                if _already_there(destination, doc, text, copy):
-                    break
-                destination = folder / _unique(wanted, used[doc.cluster])  # not ours: keep it
-            else:
-                if doc.row_id is not None:
-                    _write_new(destination, text)
-                    result.written += 1
-                elif copy:
-                    shutil.copy2(doc.path, destination)
-                    result.copied += 1
-                else:
-                    os.symlink(os.path.abspath(doc.path), destination)
-                    result.linked += 1
-                continue
-            result.unchanged += 1
-    except OSError as exc:
-        raise StorageError(f"--organize {target}: {exc.strerror or exc}") from exc
-    return result
-
-
-def _already_there(destination: Path, doc: DocumentAssignment, text: str, copy: bool) -> bool:
-    """Whether ``destination`` already is what organize would write for ``doc``."""
-    with contextlib.suppress(OSError):
-        if os.path.realpath(destination) == os.path.realpath(doc.path) and doc.row_id is None:
-            return True  # the document itself (a DIR inside the corpus, an earlier --copy)
-        if doc.row_id is None and not copy:
-            return os.path.islink(destination) and os.readlink(destination) == os.path.abspath(
-                doc.path
-            )
-        if os.path.islink(destination) or not destination.is_file():
-            return False
-        if doc.row_id is not None:
-            return destination.read_bytes() == text.encode("utf-8")
-        return filecmp.cmp(destination, doc.path, shallow=False)
-    return False
-
-
-def _write_new(path: Path, text: str) -> None:
-    """Write ``text`` to a file that must not exist yet (never through a link)."""
-    with open(path, "x", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-def _unique(name: str, used: set[str]) -> str:
-    """``name``, or ``stem-2.ext``, ``stem-3.ext`` ... if a document of that name is in already."""
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        stem, dot, ext = name, "", ""
-    candidate, n = name, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{stem}-{n}{dot}{ext}"
-    used.add(candidate)
-    return candidate

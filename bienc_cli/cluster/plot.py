@@ -29,7 +29,7 @@ from bienc_cli.util.text import shorten
 if TYPE_CHECKING:
     import numpy as np
 
-    from bienc_cli.cluster.algorithms import ClusterReport
+    from bienc_cli.cluster.corpus import ClusterReport
 
 TSNE_MAX = 3_000  # t-SNE up to this many documents, PCA beyond
 POINT_NAMES_MAX = 80  # maps of at most this many documents name every point

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bienc_cli.ui.output import cell, display_path, escape_text, fixed, json_path, one_line
 
 if TYPE_CHECKING:
-    from bienc_cli.cluster.algorithms import ClusterReport, DocumentAssignment
+    from bienc_cli.cluster.corpus import ClusterReport, DocumentAssignment
 
 CLUSTER_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "parquet")
 CLUSTER_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}  # fmt: skip

@@ -233,7 +233,7 @@ ACTION_VERBS = {"move": "moved", "delete": "deleted", "hardlink": "hardlinked", 
 
 
 def write_action_report(report: dict[str, Any], fmt: str, out: TextIO) -> None:
-    """What an apply or undo did (actions.ActionReport.to_dict), one file per line; in JSON,
+    """What an apply or undo did (actions.report.ActionReport), one file per line; in JSON,
     absolute paths, a name that is not UTF-8 as the index stores it (documents.stored_path)."""
     if fmt in ("json", "jsonl"):
         shown = _stored_paths(report, ("plan", "journal", "trash"))

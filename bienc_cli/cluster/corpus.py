@@ -1,0 +1,158 @@
+"""The documents `bienc cluster` groups: from an index (its stored vectors, no model) or from
+SOURCES (read into a temporary index, deleted afterwards), with their texts and titles."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bienc_cli.cluster.algorithms import Clustering, ClusterOptions, check_options, cluster_vectors
+from bienc_cli.errors import UsageError
+from bienc_cli.inputs.documents import real_path
+from bienc_cli.util.text import shorten
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bienc_cli.indexing.run import IndexRequest, ProgressFn
+    from bienc_cli.query.search import EncoderFactory
+
+
+@dataclass
+class DocumentAssignment:
+    """One document's place in the clustering."""
+
+    doc_id: str
+    path: str  # absolute path of the source file
+    row_id: str | None  # table rows
+    kind: str
+    title: str  # the first line of its text (or a table row's "title" column)
+    cluster: int  # -1: outlier
+    label: str  # the cluster's label
+    distance: float | None  # cosine distance to the cluster's centroid; None for outliers
+    probability: float | None  # hdbscan: membership strength; None for other methods
+
+
+@dataclass
+class ClusterReport:
+    """What `bienc cluster` found, ready for the renderers, the plot and ``organize``."""
+
+    documents: list[DocumentAssignment]
+    clustering: Clustering
+    vectors: np.ndarray  # the document vectors, row i = documents[i]
+    texts: list[str]  # each document's text, joined from its stored chunks
+    sources: list[str]  # the folders and files the documents came from
+    model: str
+    skipped: list[Any] = field(default_factory=list)  # documents.Skipped, from a temporary index
+    notes: list[Any] = field(default_factory=list)  # documents.Note
+
+    @property
+    def errors(self) -> list[Any]:
+        return [s for s in self.skipped if s.error]
+
+
+def cluster_index(root: Path, options: ClusterOptions) -> ClusterReport:
+    """Cluster the documents of an existing index by their stored vectors: no model is loaded."""
+    from bienc_cli.store import generations as store
+
+    generation = store.open_index(root)
+    docs = store.document_vectors(generation, columns=["path", "row_id", "kind", "meta"])
+    if not docs.doc_ids:
+        raise UsageError(f"the index at {root} holds no documents; add some with `bienc index`")
+    texts = document_texts(generation)
+    texts = [texts.get(doc_id, "") for doc_id in docs.doc_ids]
+    clustering = cluster_vectors(docs.vectors, texts, options)
+    columns = docs.table.select(["path", "row_id", "kind", "meta"]).to_pydict()
+    labels = {c.id: c.label for c in clustering.clusters}
+    documents = []
+    for i, doc_id in enumerate(docs.doc_ids):
+        cluster = int(clustering.labels[i])
+        distance = float(clustering.distances[i])
+        documents.append(
+            DocumentAssignment(
+                doc_id=doc_id,
+                path=real_path(columns["path"][i]),
+                row_id=columns["row_id"][i],
+                kind=columns["kind"][i],
+                title=_title(texts[i], columns["meta"][i]),
+                cluster=cluster,
+                label=labels[cluster],
+                distance=None if math.isnan(distance) else distance,
+                probability=None
+                if clustering.probabilities is None
+                else float(clustering.probabilities[i]),
+            )
+        )
+    return ClusterReport(
+        documents=documents,
+        clustering=clustering,
+        vectors=docs.vectors,
+        texts=texts,
+        sources=list(generation.manifest.get("sources", {}).get("roots", [])),
+        model=generation.manifest["model"]["name"],
+    )
+
+
+def cluster_sources(
+    request: IndexRequest,
+    options: ClusterOptions,
+    *,
+    encoder_factory: EncoderFactory | None = None,
+    progress: ProgressFn | None = None,
+) -> ClusterReport:
+    """Index ``request.sources`` into a temporary index, cluster them, and delete the index."""
+    import dataclasses
+
+    from bienc_cli.indexing.run import run_index
+
+    check_options(options)  # before encoding anything
+    with tempfile.TemporaryDirectory(prefix="bienc-cluster-") as folder:
+        request = dataclasses.replace(request, root=Path(folder) / "index", rebuild=False)
+        run = run_index(request, encoder_factory=encoder_factory, progress=progress)
+        if run.documents == 0:
+            raise UsageError("found no text to cluster in the given sources")
+        report = cluster_index(request.root, options)
+    report.skipped, report.notes = list(run.skipped), list(run.notes)
+    return report
+
+
+def document_texts(generation: Any) -> dict[str, str]:
+    """Each document's text, rebuilt from its stored chunks without their overlaps."""
+    table = generation.read_sidecar(columns=["doc_id", "chunk", "char_start", "char_end", "text"])
+    table = table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
+    data = table.to_pydict()
+    parts: dict[str, list[str]] = {}
+    ends: dict[str, int] = {}
+    for doc_id, start, end, text in zip(
+        data["doc_id"], data["char_start"], data["char_end"], data["text"]
+    ):
+        previous_end = ends.get(doc_id)
+        # Consecutive chunks share `overlap` tokens; count those words once for c-TF-IDF.
+        if previous_end is not None and start < previous_end and len(text) == end - start:
+            text = text[previous_end - start :]
+        parts.setdefault(doc_id, []).append(text)
+        ends[doc_id] = end
+    return {doc_id: "".join(chunks) for doc_id, chunks in parts.items()}
+
+
+def _title(text: str, meta: str | None) -> str:
+    """A document's title: a table row's title column, else its first line of text."""
+    if meta:
+        import json
+
+        try:
+            fields = json.loads(meta)
+        except ValueError:
+            fields = {}
+        for key in ("title", "name", "subject", "headline"):
+            if isinstance(fields.get(key), str) and fields[key].strip():
+                return shorten(fields[key], 80)
+    for line in text.splitlines():
+        # Drop heading and comment marks: '# Basil', '"""Retry a flaky call.', '// main'
+        line = line.strip().lstrip("#\"'/*;-= \t").rstrip("\"'").removesuffix("*/").strip()
+        if line:
+            return shorten(line, 80)
+    return ""
