@@ -720,6 +720,12 @@ class _Row:
     n_chunks: int
 
 
+def _reusable(previous: _Previous | None, request: IndexRequest) -> dict[str, int]:
+    """chunk_hash -> the previous graph item whose vector a chunk of that text takes (none
+    on a rebuild, which encodes everything again)."""
+    return previous.chunk_label if previous and not request.rebuild else {}
+
+
 def _chunk_and_encode(
     docs: list[Document],
     model: ModelInfo,
@@ -755,7 +761,7 @@ def _chunk_and_encode(
                 Skipped(path, f"{more} more rows with no text to index", row_id="*")
             )
     vectors = np.zeros((len(rows), model.dim), dtype=np.float32)
-    reuse = previous.chunk_label if previous and not request.rebuild else {}
+    reuse = _reusable(previous, request)
     reused = [i for i, r in enumerate(rows) if r.chunk_hash in reuse]
     if reused:
         labels = [reuse[rows[i].chunk_hash] for i in reused]
@@ -859,8 +865,7 @@ def _write(
     if request.rebuild:  # a new graph: labels start again, after those of the rows it keeps
         next_label = max(kept["label"].to_pylist(), default=-1) + 1
     new_labels = list(range(next_label, next_label + len(new_rows)))
-    reuse = previous.chunk_label if previous and not request.rebuild else {}
-    new_items = _vector_labels(new_rows, new_labels, vectors, reuse)
+    new_items = _vector_labels(new_rows, new_labels, vectors, _reusable(previous, request))
     table = pa.concat_tables([kept, _rows_table(new_rows, new_labels, new_items)]).sort_by("label")
 
     items = set(table["vector_label"].to_pylist())

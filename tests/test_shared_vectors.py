@@ -212,6 +212,11 @@ def test_an_index_written_before_vector_labels_still_works(
     report = _index(index, corpus)
     assert report.chunks_reused == 1 and report.chunks_encoded == 0
     assert _verified(index).vector_count == 3  # c.txt shares an old item
-    _index(index, corpus, rebuild=True)  # a rebuild merges the old index's duplicates
+    (corpus / "other.txt").unlink()  # a compaction merges the old index's duplicates
+    assert _index(index, corpus, settings=IndexSettings(compact_ratio=0.0)).compacted
+    compacted = _verified(index)
+    assert (compacted.live_count, compacted.vector_count) == (3, 1)
+    (corpus / "other.txt").write_text("Rockets burn fuel to reach orbit.\n")
+    _index(index, corpus, rebuild=True)  # and so does a rebuild
     rebuilt = _verified(index)
     assert (rebuilt.live_count, rebuilt.vector_count) == (4, 2)
