@@ -143,7 +143,8 @@ def index_model(
 
 
 def _fetch_size(generation: store.Generation, options: QueryOptions, live: int) -> int:
-    """Chunks to fetch so that, after grouping by document, ``k`` documents remain."""
+    """Graph items to fetch so that, after grouping by document, ``k`` documents remain
+    (each item stands for at least one chunk)."""
     if options.chunks and options.min_score is None:
         return min(options.k, live)
     return min(live, max(4 * options.k, 50))
