@@ -194,8 +194,8 @@ def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path
     # 0.01); earlier tests in this module may have changed the fp32 index's corpus since
     by_text = []
     for generation in (store.open_index(root), store.open_index(fp32_root)):
-        table = generation.read_sidecar(columns=["label", "text"]).to_pydict()
-        matrix = generation.load_hnsw().get_items(table["label"], return_type="numpy")
+        table = generation.read_sidecar(columns=["vector_label", "text"]).to_pydict()
+        matrix = store.row_vectors(generation, table["vector_label"])
         by_text.append(dict(zip(table["text"], matrix)))
     common = sorted(set(by_text[0]) & set(by_text[1]))
     assert len(common) >= 0.8 * len(by_text[0])

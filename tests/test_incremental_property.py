@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from bienc_cli.indexing import run as indexing
 from bienc_cli.indexing.run import IndexRequest, RunReport, run_index
+from bienc_cli.indexing.verify import verify_index
 from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder
 
@@ -44,10 +45,10 @@ ROWS = st.lists(
 def _content(root: Path) -> dict[str, tuple[str, ...]]:
     """doc_id -> its chunk texts, with their vectors checked against a fresh encoding."""
     generation = store.open_index(root)
-    table = generation.read_sidecar(columns=["label", "doc_id", "chunk", "text"]).to_pylist()
+    table = generation.read_sidecar(columns=["vector_label", "doc_id", "chunk", "text"])
+    table = table.to_pylist()
     if table:  # every stored vector is the encoding of its chunk's text
-        labels = [r["label"] for r in table]
-        vectors = generation.load_hnsw().get_items(labels, return_type="numpy")
+        vectors = store.row_vectors(generation, [r["vector_label"] for r in table])
         assert np.allclose(vectors, FakeEncoder().encode([r["text"] for r in table]), atol=1e-5)
     content: dict[str, list[tuple[int, str]]] = {}
     for row in table:
@@ -113,6 +114,8 @@ class IncrementalIndex(RuleBasedStateMachine):
         assert report.updated + report.removed + report.unchanged == self.documents
         assert report.documents == fresh_report.documents == fresh_report.added
         assert store.open_index(self.root).manifest["counts"]["documents"] == report.documents
+        # one graph item per distinct vector, each held by some chunk (identical texts share)
+        assert verify_index(self.root, check_model=False).ok
         self.documents = report.documents
         # and again with nothing changed: nothing is read or written, the same is reported
         again = self._index()

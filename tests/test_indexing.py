@@ -32,7 +32,13 @@ def test_first_run_indexes_everything(tmp_path, corpus, fake_encoder):
     manifest = store.open_index(tmp_path / "idx").manifest
     assert manifest["model"]["name"] == "all-MiniLM-L6-v2" and manifest["model"]["dim"] == 384
     assert manifest["sources"]["roots"] == [str(corpus)]
-    assert manifest["counts"] == {"documents": 4, "chunks": 4, "deleted": 0, "next_label": 4}
+    assert manifest["counts"] == {
+        "documents": 4,
+        "chunks": 4,
+        "vectors": 4,
+        "deleted": 0,
+        "next_label": 4,
+    }
 
 
 def test_rerun_with_nothing_changed_encodes_and_writes_nothing(

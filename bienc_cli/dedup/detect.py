@@ -659,9 +659,9 @@ def _chunk_lookup(
         import pyarrow.compute as pc
 
         ids = [doc_ids[k] for k in wanted]
-        table = generation.read_sidecar(columns=["label", "doc_id"])
+        table = generation.read_sidecar(columns=["vector_label", "doc_id"])
         table = table.filter(pc.is_in(table["doc_id"], pa.array(ids, pa.string())))
-        vectors = generation.load_hnsw().get_items(table["label"].to_pylist(), return_type="numpy")
+        vectors = store.row_vectors(generation, table["vector_label"].to_numpy())
         position = {doc_id: k for k, doc_id in zip(wanted, ids)}
         rows: dict[int, list[int]] = defaultdict(list)
         for row, doc_id in enumerate(table["doc_id"].to_pylist()):

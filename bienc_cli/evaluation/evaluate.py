@@ -552,15 +552,21 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
     vectors = factory(query.index_model(generation)).encode(texts)
     labels, matrix = store.chunk_vectors(generation)
     live = len(labels)
-    ks_live = [k for k in ks if k <= live] or [live]
+    # The graph is measured against its own items: one per distinct vector (identical
+    # chunks share one), so a copied file does not count as the graph's miss.
+    items = generation.items()
+    graph_live = len(items[0])
+    ks_live = [k for k in ks if k <= graph_live] or [graph_live]
     fetch = min(live, max(4 * depth, 50))
-    exact_labels, exact_scores = exact_top(vectors, labels, matrix, max(fetch, max(ks_live)))
+    exact_labels, _ = exact_top(vectors, labels, matrix, max(fetch, max(ks_live)))
+    _, exact_scores = exact_top(vectors, *items, max(ks_live))
+    del items
 
     index = generation.load_hnsw()
     stored_ef = int(generation.manifest["hnsw"]["ef"])
-    # Up to the first ef that covers every chunk (a search that wide is exhaustive).
-    ladder = sorted({*(ef for ef in EF_LADDER if ef < live), stored_ef})
-    ladder = sorted({*ladder, next((ef for ef in EF_LADDER if ef >= live), EF_LADDER[-1])})
+    # Up to the first ef that covers every item (a search that wide is exhaustive).
+    ladder = sorted({*(ef for ef in EF_LADDER if ef < graph_live), stored_ef})
+    ladder = sorted({*ladder, next((ef for ef in EF_LADDER if ef >= graph_live), EF_LADDER[-1])})
     curve, min_ef = [], {f"recall@{k}": None for k in ks_live}
     stored_recall: dict[str, float] = {}
     for ef in ladder:
@@ -568,7 +574,7 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
         for k in ks_live:
             index.set_ef(ef)  # knn raises it to k when lower, as hnswlib itself does
             # the graph's own answers: no widening, no exact fallback to flatter it
-            _, found = store.knn(index, vectors, k, live=live, fallback=False)
+            _, found = store.knn(index, vectors, k, live=graph_live, fallback=False)
             recall = ann_recall(exact_scores, found, k)
             point[f"recall@{k}"] = recall
             if recall >= options.target_recall and min_ef[f"recall@{k}"] is None:
@@ -582,9 +588,9 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
     # searches with ef at least that, so it may do better than the stored ef alone.
     query_ef, query_recall = {}, {}
     for k in ks_live:
-        ef = max(stored_ef, min(live, max(4 * k, 50)))
+        ef = max(stored_ef, min(graph_live, max(4 * k, 50)))
         index.set_ef(ef)
-        _, found = store.knn(index, vectors, k, live=live, fallback=False)
+        _, found = store.knn(index, vectors, k, live=graph_live, fallback=False)
         query_ef[f"recall@{k}"], query_recall[f"recall@{k}"] = (
             ef,
             ann_recall(exact_scores, found, k),

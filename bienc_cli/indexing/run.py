@@ -163,14 +163,14 @@ class _Previous:
     file_stat: dict[str, tuple[int, int]]  # path -> (size, mtime_ns)
     doc_hash: dict[str, str]  # doc_id -> doc_hash
     doc_path: dict[str, str]  # doc_id -> path
-    chunk_label: dict[str, int]  # chunk_hash -> a label holding that chunk's vector
+    chunk_label: dict[str, int]  # chunk_hash -> the graph item holding that chunk's vector
     stored_id: dict[str, str]  # doc_id -> the doc_id column's value (see documents.stored_path)
 
     @classmethod
     def load(cls, generation: store.Generation) -> _Previous:
         table = generation.read_sidecar()
         cols = table.select(
-            ["label", "doc_id", "path", "size", "mtime_ns", "doc_hash", "chunk_hash"]
+            ["vector_label", "doc_id", "path", "size", "mtime_ns", "doc_hash", "chunk_hash"]
         )
         data = cols.to_pydict()
         file_stat, doc_hash, doc_path, chunk_label, stored_id = {}, {}, {}, {}, {}
@@ -180,7 +180,7 @@ class _Previous:
             file_stat[path] = (data["size"][i], data["mtime_ns"][i])
             doc_hash[doc_id] = data["doc_hash"][i]
             doc_path[doc_id] = path
-            chunk_label[data["chunk_hash"][i]] = data["label"][i]
+            chunk_label[data["chunk_hash"][i]] = data["vector_label"][i]
             stored_id[doc_id] = stored
         return cls(generation, table, file_stat, doc_hash, doc_path, chunk_label, stored_id)
 
@@ -721,6 +721,12 @@ class _Row:
     n_chunks: int
 
 
+def _reusable(previous: _Previous | None, request: IndexRequest) -> dict[str, int]:
+    """chunk_hash -> the previous graph item whose vector a chunk of that text takes (none
+    on a rebuild, which encodes everything again)."""
+    return previous.chunk_label if previous and not request.rebuild else {}
+
+
 def _chunk_and_encode(
     docs: list[Document],
     model: ModelInfo,
@@ -756,12 +762,11 @@ def _chunk_and_encode(
                 Skipped(path, f"{more} more rows with no text to index", row_id="*")
             )
     vectors = np.zeros((len(rows), model.dim), dtype=np.float32)
-    reuse = previous.chunk_label if previous and not request.rebuild else {}
+    reuse = _reusable(previous, request)
     reused = [i for i, r in enumerate(rows) if r.chunk_hash in reuse]
     if reused:
-        index = previous.generation.load_hnsw()  # type: ignore[union-attr]
         labels = [reuse[rows[i].chunk_hash] for i in reused]
-        vectors[reused] = index.get_items(labels, return_type="numpy")
+        vectors[reused] = store.row_vectors(previous.generation, labels)  # type: ignore[union-attr]
     cache = store.EmbeddingCache(request.root, model.vector_space)
     cached = cache.load()
     from_cache = [
@@ -849,11 +854,11 @@ def _write(
     old_manifest = previous.generation.manifest if previous else None
     next_label = old_manifest["counts"]["next_label"] if old_manifest else 0
     kept = previous.table if previous else store.sidecar_schema().empty_table()
-    removed_labels: list[int] = []
+    removed_items: set[int] = set()  # the graph items of the chunks removed
     if previous and removed_ids:
         stored_ids = sorted(previous.stored_id[d] for d in removed_ids)
         drop = pc.is_in(kept["doc_id"], pa.array(stored_ids, pa.string()))
-        removed_labels = kept.filter(drop)["label"].to_pylist()
+        removed_items = set(kept.filter(drop)["vector_label"].to_pylist())
         kept = kept.filter(pc.invert(drop))
     if plan.restat:
         assert previous is not None  # only documents of the previous generation are restat
@@ -861,20 +866,23 @@ def _write(
     if request.rebuild:  # a new graph: labels start again, after those of the rows it keeps
         next_label = max(kept["label"].to_pylist(), default=-1) + 1
     new_labels = list(range(next_label, next_label + len(new_rows)))
-    table = pa.concat_tables([kept, _rows_table(new_rows, new_labels)]).sort_by("label")
+    new_items = _vector_labels(new_rows, new_labels, vectors, _reusable(previous, request))
+    table = pa.concat_tables([kept, _rows_table(new_rows, new_labels, new_items)]).sort_by("label")
 
+    items = set(table["vector_label"].to_pylist())
+    dead = removed_items - items  # graph items no chunk holds any more
     old_deleted = old_manifest["counts"]["deleted"] if old_manifest else 0
-    deleted = old_deleted + len(removed_labels)
+    deleted = old_deleted + len(dead)
     live = table.num_rows
     # A rebuild starts a new graph; it holds the old vectors only of what could not be read.
     compact = request.rebuild or (
-        deleted > 0 and deleted > settings.compact_ratio * (live + deleted)
+        deleted > 0 and deleted > settings.compact_ratio * (len(items) + deleted)
     )
-    hnsw = _build_graph(
-        previous, kept, removed_labels, new_labels, vectors, model, settings, compact
-    )
-    if compact:
+    if compact or previous is None:
+        hnsw, table = _new_graph(previous, table, new_items, vectors, model, settings)
         deleted = 0
+    else:
+        hnsw = _patched_graph(previous, dead, new_labels, new_items, vectors, settings)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     documents = len(set(table["doc_id"].to_pylist()))
     manifest = {
@@ -911,6 +919,7 @@ def _write(
         "counts": {
             "documents": documents,
             "chunks": live,
+            "vectors": len(set(table["vector_label"].to_pylist())),  # live graph items
             "deleted": deleted,
             "next_label": next_label + len(new_rows),
         },
@@ -994,25 +1003,74 @@ def _skipped_files(report: RunReport, limit: int = 10_000) -> dict[str, list[int
     return out
 
 
-def _build_graph(previous, kept, removed_labels, new_labels, vectors, model, settings, compact):
-    """The HNSW graph for the new generation: the old one patched, or rebuilt compactly."""
-    capacity = kept.num_rows + len(new_labels)
-    if previous is not None and not compact:
-        hnsw = previous.generation.load_hnsw(capacity=previous_elements(previous) + len(new_labels))
-        for label in removed_labels:
-            hnsw.mark_deleted(label)
-    else:
-        hnsw = store.new_hnsw(
-            model.dim, capacity, M=settings.M, ef_construction=settings.ef_construction
-        )
-        if previous is not None and kept.num_rows:
-            old = previous.generation.load_hnsw()
-            labels = kept["label"].to_pylist()
-            hnsw.add_items(old.get_items(labels, return_type="numpy"), labels)
-    if new_labels:
-        hnsw.add_items(vectors, new_labels)
+def _vector_labels(
+    rows: list[_Row], labels: list[int], vectors: np.ndarray | None, reuse: dict[str, int]
+) -> list[int]:
+    """The graph item each new chunk's vector goes to, so that identical vectors share one.
+
+    A chunk whose text the previous generation holds keeps that text's item; one whose
+    vector is byte-identical to another's in this run (a repeated line, a copied file) goes
+    to the first one's; any other gets an item of its own, at its own label.
+    """
+    if not rows:
+        return []
+    assert vectors is not None
+    keys = [_vector_key(v) for v in vectors]
+    known: dict[bytes, int] = {}
+    for row, key in zip(rows, keys):
+        if row.chunk_hash in reuse:
+            known.setdefault(key, reuse[row.chunk_hash])
+    return [
+        reuse[row.chunk_hash] if row.chunk_hash in reuse else known.setdefault(key, label)
+        for row, label, key in zip(rows, labels, keys)
+    ]
+
+
+def _vector_key(vector: np.ndarray) -> bytes:
+    return hashlib.blake2b(vector.tobytes(), digest_size=16).digest()
+
+
+def _patched_graph(previous, dead, new_labels, new_items, vectors, settings):
+    """The previous graph, its unused items marked deleted and the new vectors added."""
+    fresh = [i for i, (label, item) in enumerate(zip(new_labels, new_items)) if label == item]
+    capacity = previous_elements(previous) + len(fresh)
+    hnsw = previous.generation.load_hnsw(capacity=capacity)
+    for item in sorted(dead):
+        hnsw.mark_deleted(item)
+    if fresh:
+        hnsw.add_items(vectors[fresh], [new_labels[i] for i in fresh])
     hnsw.set_ef(settings.ef)
     return hnsw
+
+
+def _new_graph(previous, table, new_items, vectors, model, settings):
+    """A compact graph of the items ``table`` uses, and ``table`` with identical vectors
+    merged into one item (the lowest label): also those an older index kept apart."""
+    import numpy as np
+    import pyarrow as pa
+
+    items = sorted(set(table["vector_label"].to_pylist()))
+    position = {item: i for i, item in enumerate(items)}
+    matrix = np.zeros((len(items), model.dim), np.float32)
+    have = np.zeros(len(items), bool)
+    for i, item in enumerate(new_items):  # new chunks' vectors, also those reused
+        matrix[position[item]], have[position[item]] = vectors[i], True
+    old = [item for item, found in zip(items, have) if not found]
+    if old:  # kept chunks: their vectors from the previous graph
+        matrix[~have] = store.row_vectors(previous.generation, old)
+    merged: dict[bytes, int] = {}
+    same = {item: merged.setdefault(_vector_key(v), item) for item, v in zip(items, matrix)}
+    distinct = [i for i, item in enumerate(items) if same[item] == item]
+    hnsw = store.new_hnsw(
+        model.dim, len(distinct), M=settings.M, ef_construction=settings.ef_construction
+    )
+    if distinct:
+        hnsw.add_items(matrix[distinct], [items[i] for i in distinct])
+    hnsw.set_ef(settings.ef)
+    remapped = pa.array([same[item] for item in table["vector_label"].to_pylist()], pa.int64())
+    return hnsw, table.set_column(
+        table.column_names.index("vector_label"), "vector_label", remapped
+    )
 
 
 def previous_elements(previous: _Previous) -> int:
@@ -1037,13 +1095,14 @@ def _restat(table: pa.Table, restat: dict[str, tuple[int, int]]) -> pa.Table:
     )
 
 
-def _rows_table(rows: list[_Row], labels: list[int]) -> pa.Table:
+def _rows_table(rows: list[_Row], labels: list[int], vector_labels: list[int]) -> pa.Table:
     import pyarrow as pa
 
     columns: dict[str, list[Any]] = {name: [] for name in store.sidecar_schema().names}
-    for label, row in zip(labels, rows):
+    for label, vector_label, row in zip(labels, vector_labels, rows):
         doc, chunk = row.doc, row.chunk
         columns["label"].append(label)
+        columns["vector_label"].append(vector_label)
         columns["doc_id"].append(_stored_doc_id(doc))
         columns["path"].append(stored_path(doc.path))
         columns["row_id"].append(None if doc.row_id is None else _clean(doc.row_id))

@@ -2,8 +2,9 @@
 
 Checks, in order: CURRENT names a generation; the manifest parses and has a known format;
 every file's size and SHA-256 match the manifest; the graph loads with the manifest's
-dimension; every sidecar label is unique, present in the graph and not deleted there, and
-every live graph item has a sidecar row; the lookup holds the same labels; the counts agree;
+dimension; every sidecar label is unique; every chunk's graph item (its ``vector_label``) is
+present in the graph and not deleted there, and every live graph item holds some chunk's
+vector; the lookup holds the same labels; the counts agree;
 the model can still be found. Repair goes back to the newest generation that verifies and
 then brings it up to date from the sources (or rebuilds from the sources if none does).
 """
@@ -133,11 +134,11 @@ def _file_problem(path: Path, expected: dict[str, Any]) -> str | None:
 def _label_checks(generation: store.Generation) -> list[Check]:
     checks = []
     try:
-        labels = generation.read_sidecar(columns=["label", "doc_id"])
+        table = generation.read_sidecar(columns=["label", "vector_label", "doc_id"])
         graph = generation.load_hnsw()
     except BiencError as exc:
         return [Check("readable", False, str(exc))]
-    sidecar_labels = labels["label"].to_pylist()
+    sidecar_labels = table["label"].to_pylist()
     unique = set(sidecar_labels)
     checks.append(
         Check(
@@ -148,13 +149,14 @@ def _label_checks(generation: store.Generation) -> list[Check]:
             else "",
         )
     )
+    items = set(table["vector_label"].to_pylist())  # the graph items the chunks' vectors are
     graph_ids = set(graph.get_ids_list())
-    missing = unique - graph_ids
+    missing = items - graph_ids
     checks.append(
         Check(
             "labels in graph",
             not missing,
-            f"{len(missing)} sidecar labels not in the graph" if missing else "",
+            f"{len(missing)} sidecar vector labels not in the graph" if missing else "",
         )
     )
     counts = generation.manifest["counts"]
@@ -162,53 +164,46 @@ def _label_checks(generation: store.Generation) -> list[Check]:
     checks.append(
         Check(
             "counts",
-            live_in_graph == len(unique) == counts["chunks"]
-            and len(set(labels["doc_id"].to_pylist())) == counts["documents"],
-            f"graph {len(graph_ids)} items - {counts['deleted']} deleted, sidecar {len(unique)} rows, "
-            f"manifest {counts['chunks']} chunks / {counts['documents']} documents",
+            live_in_graph == len(items) == generation.vector_count
+            and len(unique) == counts["chunks"]
+            and len(set(table["doc_id"].to_pylist())) == counts["documents"],
+            f"graph {len(graph_ids)} items - {counts['deleted']} deleted, "
+            f"sidecar {len(unique)} rows over {len(items)} vectors, manifest "
+            f"{counts['chunks']} chunks / {generation.vector_count} vectors / "
+            f"{counts['documents']} documents",
         )
     )
-    deleted_live = _deleted_among(graph, sorted(unique))
+    live = set(store.live_labels(graph))
+    deleted = len((items & graph_ids) - live)
     checks.append(
         Check(
             "no deleted label in sidecar",
-            not deleted_live,
-            f"{deleted_live} marked deleted" if deleted_live else "",
+            not deleted,
+            f"{deleted} marked deleted" if deleted else "",
         )
     )
+    unused = len(live - items)
+    checks.append(
+        Check(
+            "graph items used",  # one live item per distinct vector, none left over
+            not unused,
+            f"{unused} live graph items hold no chunk's vector" if unused else "",
+        )
+    )
+    pairs = set(zip(sidecar_labels, table["vector_label"].to_pylist()))
     try:
-        lookup = {row[0] for row in generation.scan_lookup(("label",))}
+        lookup = {tuple(row) for row in generation.scan_lookup(("label", "vector_label"))}
     except BiencError as exc:
         checks.append(Check("lookup", False, str(exc)))
     else:
         checks.append(
             Check(
                 "lookup",
-                lookup == unique,
-                "" if lookup == unique else "labels differ from the sidecar",
+                lookup == pairs,
+                "" if lookup == pairs else "labels differ from the sidecar",
             )
         )
     return checks
-
-
-def _deleted_among(graph, labels: list[int], batch: int = 10_000) -> int:
-    """Labels that the graph holds but has marked deleted (get_items refuses those)."""
-    deleted = 0
-    for start in range(0, len(labels), batch):
-        part = labels[start : start + batch]
-        try:
-            graph.get_items(part)
-        except RuntimeError:
-            deleted += sum(1 for label in part if _is_deleted(graph, label))
-    return deleted
-
-
-def _is_deleted(graph, label: int) -> bool:
-    try:
-        graph.get_items([label])
-    except RuntimeError:
-        return True
-    return False
 
 
 def _model_check(manifest: dict[str, Any]) -> Check:

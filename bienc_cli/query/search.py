@@ -82,7 +82,8 @@ def search(
     model = index_model(generation, backend=options.backend, queries=len(queries))
     encoder = (encoder_factory or load_encoder)(model)
     vectors = encoder.encode(list(queries))
-    if len(allowed if allowed is not None else range(live)) <= store.EXACT_SEARCH_LIMIT:
+    items = generation.vector_count if allowed is None else len(allowed)
+    if items <= store.EXACT_SEARCH_LIMIT:
         candidates = _exact(generation, vectors, allowed, options)
     else:
         candidates = _approximate(generation, vectors, allowed, options)
@@ -142,21 +143,22 @@ def index_model(
 
 
 def _fetch_size(generation: store.Generation, options: QueryOptions, live: int) -> int:
-    """Chunks to fetch so that, after grouping by document, ``k`` documents remain."""
+    """Graph items to fetch so that, after grouping by document, ``k`` documents remain
+    (each item stands for at least one chunk)."""
     if options.chunks and options.min_score is None:
         return min(options.k, live)
     return min(live, max(4 * options.k, 50))
 
 
 def _approximate(generation, vectors, allowed, options) -> list[list[tuple[int, float]]]:
-    live = generation.live_count if allowed is None else len(allowed)
+    live = generation.vector_count if allowed is None else len(allowed)
     fetch = _fetch_size(generation, options, live)
     index = generation.load_hnsw()
     index.set_ef(max(options.ef or generation.manifest["hnsw"]["ef"], fetch))
     filter_fn = (lambda label: label in allowed) if allowed is not None else None
     while True:
         labels, scores = store.knn(index, vectors, fetch, live=live, filter=filter_fn)
-        found = [list(zip(map(int, ls), map(float, ss))) for ls, ss in zip(labels, scores)]
+        found = _chunks(generation, labels, scores, allowed)
         if (
             options.chunks
             or fetch >= live
@@ -173,10 +175,10 @@ def _enough_documents(generation, found, options) -> bool:
 
 
 def _exact(
-    generation, vectors: np.ndarray, allowed: set[int] | None, options
+    generation, vectors: np.ndarray, allowed: dict[int, list[int]] | None, options
 ) -> list[list[tuple[int, float]]]:
-    """Every allowed chunk (all without a filter) by brute force: complete, and at most
-    EXACT_SEARCH_LIMIT chunks, as fast as the graph (see store.EXACT_SEARCH_LIMIT)."""
+    """Every allowed vector (all without a filter) by brute force: complete, and at most
+    EXACT_SEARCH_LIMIT of them, as fast as the graph (see store.EXACT_SEARCH_LIMIT)."""
     import numpy as np
 
     labels, matrix = generation.items()
@@ -187,21 +189,41 @@ def _exact(
     if not options.chunks:
         fetch = len(labels)  # every chunk, ranked: grouping by document cannot run short
     found, scores = store.exact_knn((labels, matrix), vectors, fetch)
-    return [list(zip(map(int, ls), map(float, ss))) for ls, ss in zip(found, scores)]
+    return _chunks(generation, found, scores, allowed)
 
 
-def _allowed_labels(generation: store.Generation, options: QueryOptions) -> set[int] | None:
-    """Labels that pass --path and --where, or None when there is no filter."""
+def _chunks(generation, items, scores, allowed) -> list[list[tuple[int, float]]]:
+    """Per query, each graph item found as the chunks whose vector it is (identical chunks
+    share one item), each with the item's score, in label order; with a filter only the
+    chunks it lets through."""
+    if allowed is None:
+        allowed = generation.members(sorted({int(i) for row in items for i in row}))
+    return [
+        [
+            (label, float(score))
+            for item, score in zip(row, row_scores)
+            for label in allowed.get(int(item), ())
+        ]
+        for row, row_scores in zip(items, scores)
+    ]
+
+
+def _allowed_labels(
+    generation: store.Generation, options: QueryOptions
+) -> dict[int, list[int]] | None:
+    """The chunks that pass --path and --where, by graph item (see ``_chunks``), or None
+    when there is no filter."""
     if not options.path_globs and not options.where:
         return None
-    allowed = set()
+    allowed: dict[int, list[int]] = {}
     cwd = os.getcwd()
-    for label, path, meta in generation.scan_lookup(("label", "path", "meta")):
+    columns = ("label", "vector_label", "path", "meta")
+    for label, item, path, meta in generation.scan_lookup(columns):
         if options.path_globs and not _path_matches(real_path(path), options.path_globs, cwd):
             continue
         if options.where and not _meta_matches(meta, options.where):
             continue
-        allowed.add(label)
+        allowed.setdefault(item, []).append(label)
     return allowed
 
 

@@ -7,8 +7,12 @@ Layout of an index folder::
       lock             writers hold an exclusive flock on it
       g000007/         one complete generation
         vectors.hnsw   hnswlib graph, cosine space
-        chunks.parquet the sidecar: one row per vector, keyed by ``label``
+        chunks.parquet the sidecar: one row per chunk, keyed by ``label``
         manifest.json  written last: everything hnswlib does not record, and file checksums
+
+The graph holds one item per distinct vector: chunks whose vectors are identical (license
+headers, boilerplate, a repeated line) share the item named by their ``vector_label``. Many
+identical items would trap hnswlib's greedy search among them, away from the right answer.
 
 A writer builds a new generation folder beside the live one, fsyncs it, and only then points
 CURRENT at it. A crash at any moment leaves CURRENT naming a complete generation, so readers
@@ -93,7 +97,10 @@ def sidecar_schema() -> pa.Schema:
 
     return pa.schema(
         [
-            ("label", pa.int64()),  # the vector's label in vectors.hnsw
+            ("label", pa.int64()),  # the chunk's label, unique in the generation
+            # the graph item holding the chunk's vector, shared by identical vectors; null
+            # or missing (indexes written before bienc kept one item per vector) = label
+            ("vector_label", pa.int64()),
             ("doc_id", pa.string()),  # absolute path, or "path#row_id" for table rows
             ("path", pa.string()),  # absolute path of the source file
             ("row_id", pa.string()),  # table rows only
@@ -132,6 +139,12 @@ class Generation:
     def live_count(self) -> int:
         return int(self.manifest["counts"]["chunks"])
 
+    @property
+    def vector_count(self) -> int:
+        """Live graph items: the distinct vectors (older manifests: one per chunk)."""
+        counts = self.manifest["counts"]
+        return int(counts.get("vectors", counts["chunks"]))
+
     def load_hnsw(self, *, capacity: int | None = None) -> hnswlib.Index:
         """The HNSW graph, with ``ef`` restored (hnswlib does not persist it)."""
         import hnswlib
@@ -155,8 +168,8 @@ class Generation:
     ) -> dict[int, dict]:
         """Sidecar rows by label, without pyarrow (the query path's way in)."""
         out: dict[int, dict] = {}
-        wanted = ", ".join(dict.fromkeys(["label", *columns]))
         with self._lookup_db() as db:
+            wanted = _select(db, dict.fromkeys(["label", *columns]))
             labels = list(labels)
             for start in range(0, len(labels), 900):  # SQLite's bound-parameter limit
                 part = labels[start : start + 900]
@@ -168,7 +181,23 @@ class Generation:
     def scan_lookup(self, columns: Sequence[str]) -> Iterator[sqlite3.Row]:
         """Every row's ``columns``, in label order, without pyarrow."""
         with self._lookup_db() as db:
-            yield from db.execute(f"SELECT {', '.join(columns)} FROM chunks ORDER BY label")
+            yield from db.execute(f"SELECT {_select(db, columns)} FROM chunks ORDER BY label")
+
+    def members(self, vector_labels: Sequence[int]) -> dict[int, list[int]]:
+        """The labels of the chunks whose vector is each graph item, in label order."""
+        out: dict[int, list[int]] = {}
+        with self._lookup_db() as db:
+            column = "vector_label" if _has_vector_labels(db) else "label"
+            vector_labels = list(vector_labels)
+            for start in range(0, len(vector_labels), 900):  # SQLite's bound-parameter limit
+                part = vector_labels[start : start + 900]
+                sql = (
+                    f"SELECT label, {column} FROM chunks "
+                    f"WHERE {column} IN ({','.join('?' * len(part))}) ORDER BY label"
+                )
+                for label, vector_label in db.execute(sql, part):
+                    out.setdefault(vector_label, []).append(label)
+        return out
 
     @contextlib.contextmanager
     def _lookup_db(self) -> Iterator[sqlite3.Connection]:
@@ -186,13 +215,62 @@ class Generation:
             db.close()
 
     def read_sidecar(self, columns: Sequence[str] | None = None, filters: Any = None) -> pa.Table:
+        """The sidecar's ``columns`` (all by default), with ``vector_label`` filled in where
+        an older index has none (see ``with_vector_labels``)."""
         import pyarrow.parquet as pq
 
         path = self.dir / SIDECAR
+        wanted = list(columns) if columns else sidecar_schema().names
         try:
-            return pq.read_table(path, columns=list(columns) if columns else None, filters=filters)
+            stored = pq.read_schema(path).names
+            read = [c for c in wanted if c != "vector_label" or c in stored]
+            if "vector_label" in wanted and "label" not in read:
+                read.append("label")
+            table = pq.read_table(path, columns=read, filters=filters)
         except (OSError, ValueError) as exc:
             raise IndexCorrupt(f"cannot read {path}: {exc}; run `bienc index --rebuild`") from exc
+        if "vector_label" in wanted:
+            table = with_vector_labels(table)
+        return table.select(wanted)
+
+
+def with_vector_labels(table: pa.Table) -> pa.Table:
+    """``table`` with its ``vector_label`` column complete: a chunk without one (an index
+    written before identical vectors shared a graph item) has its vector at its own label."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "vector_label" not in table.column_names:
+        position = table.column_names.index("label") + 1
+        return table.add_column(position, pa.field("vector_label", pa.int64()), table["label"])
+    if table["vector_label"].null_count == 0:
+        return table
+    filled = pc.coalesce(table["vector_label"], table["label"])
+    return table.set_column(table.column_names.index("vector_label"), "vector_label", filled)
+
+
+def _has_vector_labels(db: sqlite3.Connection) -> bool:
+    """Whether the lookup has a ``vector_label`` column (older ones have none: = label)."""
+    return any(row[1] == "vector_label" for row in db.execute("PRAGMA table_info(chunks)"))
+
+
+def _select(db: sqlite3.Connection, columns: Sequence[str]) -> str:
+    """``columns`` as an SQL select list, reading an older lookup's label as its vector_label."""
+    if "vector_label" not in columns or _has_vector_labels(db):
+        return ", ".join(columns)
+    return ", ".join("label AS vector_label" if c == "vector_label" else c for c in columns)
+
+
+def row_vectors(generation: Generation, vector_labels: Sequence[int]) -> np.ndarray:
+    """The stored vectors of chunks with these ``vector_label``s, one row each, in order:
+    each graph item is read once however many chunks share it."""
+    import numpy as np
+
+    if not len(vector_labels):
+        return np.zeros((0, generation.dim), np.float32)
+    items, rows = np.unique(np.asarray(vector_labels, np.uint64), return_inverse=True)
+    vectors = generation.load_hnsw().get_items(items, return_type="numpy")
+    return np.ascontiguousarray(vectors[rows], dtype=np.float32)
 
 
 @dataclass
@@ -217,14 +295,14 @@ def document_vectors(
     import pyarrow as pa
 
     if columns is not None:
-        columns = list(dict.fromkeys(["label", "doc_id", "chunk", "n_tokens", *columns]))
+        columns = list(
+            dict.fromkeys(["label", "vector_label", "doc_id", "chunk", "n_tokens", *columns])
+        )
     table = generation.read_sidecar(columns=columns)
     table = table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
     if table.num_rows == 0:
         return DocumentVectors([], np.zeros((0, generation.dim), np.float32), table)
-    chunk_vectors = generation.load_hnsw().get_items(
-        table["label"].to_pylist(), return_type="numpy"
-    )
+    chunk_vectors = row_vectors(generation, table["vector_label"].to_numpy())
     weights = np.maximum(table["n_tokens"].to_numpy(zero_copy_only=False), 1).astype(np.float32)
     doc_ids = table["doc_id"].to_pylist()
     starts = [0] + [i for i in range(1, len(doc_ids)) if doc_ids[i] != doc_ids[i - 1]]
@@ -651,6 +729,7 @@ def write_generation(
     """
     import pyarrow.parquet as pq
 
+    sidecar = with_vector_labels(sidecar)
     live = _current_name(root)  # kept for readers that opened it
     number = _next_generation_number(root)
     final = root / f"g{number:06d}"
@@ -682,16 +761,18 @@ def write_generation(
 
 
 def _write_lookup(path: Path, sidecar: pa.Table) -> None:
-    columns = ", ".join(LOOKUP_COLUMNS)
-    marks = ", ".join("?" * len(LOOKUP_COLUMNS))
+    names = [*LOOKUP_COLUMNS, "vector_label"]  # vector_label: a query's way to all chunks of a hit
+    columns = ", ".join(names)
+    marks = ", ".join("?" * len(names))
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA journal_mode = OFF")  # a fresh file in a private folder: no journal
         db.execute(
             f"CREATE TABLE chunks ({columns.replace('label', 'label INTEGER PRIMARY KEY', 1)})"
         )
-        for batch in sidecar.select(list(LOOKUP_COLUMNS)).to_batches(max_chunksize=8192):
+        for batch in sidecar.select(names).to_batches(max_chunksize=8192):
             data = batch.to_pydict()
             db.executemany(f"INSERT INTO chunks VALUES ({marks})", zip(*data.values()))
+        db.execute("CREATE INDEX chunks_vector_label ON chunks (vector_label)")
         db.commit()
 
 
@@ -853,8 +934,6 @@ def chunk_vectors(generation: Generation) -> tuple[np.ndarray, np.ndarray]:
     """
     import numpy as np
 
-    labels = generation.read_sidecar(columns=("label",))["label"].to_numpy().astype(np.uint64)
-    if len(labels) == 0:
-        return labels, np.zeros((0, generation.dim), dtype=np.float32)
-    matrix = generation.load_hnsw().get_items(labels, return_type="numpy")
-    return labels, np.ascontiguousarray(matrix, dtype=np.float32)
+    table = generation.read_sidecar(columns=("label", "vector_label"))
+    labels = table["label"].to_numpy().astype(np.uint64)
+    return labels, row_vectors(generation, table["vector_label"].to_numpy())
