@@ -25,15 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from bienc_cli import __version__
 from bienc_cli.encoding.chunking import Chunk, Chunker, chunk_tokens
-from bienc_cli.encoding.encoder import (
-    BACKENDS,
-    Encoder,
-    ModelInfo,
-    is_onnx_export,
-    load_encoder,
-    load_tokenizer,
-    resolve_model,
-)
+from bienc_cli.encoding.encoder import BACKENDS, Encoder, load_encoder
+from bienc_cli.encoding.model import ModelInfo, load_tokenizer, resolve_model
+from bienc_cli.encoding.onnx_folder import is_onnx_export
 from bienc_cli.errors import (
     ExitStatus,
     IncompatibleIndex,

@@ -212,7 +212,7 @@ def _is_deleted(graph, label: int) -> bool:
 
 
 def _model_check(manifest: dict[str, Any]) -> Check:
-    from bienc_cli.encoding.encoder import describe_model, resolve_model
+    from bienc_cli.encoding.model import describe_model, resolve_model
 
     stored = manifest["model"]
     try:
