@@ -97,6 +97,35 @@ def test_only_model_folder_reads_model_configuration():
     assert readers == ["encoding/model_folder.py"]
 
 
+def test_only_one_place_reads_bienc_model():
+    readers = sorted(
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if '"BIENC_MODEL"' in path.read_text(encoding="utf-8")
+    )
+    assert readers == ["encoding/model.py"]
+
+
+@pytest.mark.parametrize("env", ["", None])
+def test_an_index_keeps_its_model_unless_bienc_model_names_another(tmp_path, monkeypatch, env):
+    from bienc_cli.errors import IncompatibleIndex
+    from bienc_cli.indexing.run import IndexRequest, choose_model
+
+    own = describe_model("own", str(write_model(tmp_path / "own", {"pooling_mode": "cls"})))
+    other = write_model(tmp_path / "other", {"pooling_mode": "mean"})
+    manifest = {"model": {"name": str(tmp_path / "own"), "path": own.path,
+                          "fingerprint": own.fingerprint, "dim": own.dim}}  # fmt: skip
+    request = IndexRequest(root=tmp_path / "index")
+    if env is None:
+        monkeypatch.delenv("BIENC_MODEL", raising=False)
+    else:
+        monkeypatch.setenv("BIENC_MODEL", env)  # set but empty: unset, as resolve_model reads it
+    assert choose_model(request, manifest).fingerprint == own.fingerprint
+    monkeypatch.setenv("BIENC_MODEL", str(other))
+    with pytest.raises(IncompatibleIndex):
+        choose_model(request, manifest)
+
+
 def test_the_new_embedding_dimension_key_is_read(tmp_path):
     folder = write_model(
         tmp_path / "model",

@@ -64,9 +64,10 @@ class ModelInfo:
         )
 
 
-def model_from_env(name: str | None) -> str:
-    """The model to use: the option, else $BIENC_MODEL, else the default."""
-    return name or os.environ.get("BIENC_MODEL") or DEFAULT_MODEL
+def requested_model(option: str | None) -> str | None:
+    """The model the user asked for: the option, else $BIENC_MODEL; None for neither.
+    The only place that reads $BIENC_MODEL (an empty one counts as unset)."""
+    return option or os.environ.get("BIENC_MODEL") or None
 
 
 def resolve_model(name: str | None = None) -> ModelInfo:
@@ -74,7 +75,7 @@ def resolve_model(name: str | None = None) -> ModelInfo:
 
     Raises ModelUnavailable with a message that says what to do.
     """
-    name = model_from_env(name)
+    name = requested_model(name) or DEFAULT_MODEL
     path = _locate(name)
     return describe_model(name, path)
 
