@@ -5,7 +5,7 @@
 Fidelity: every STS Benchmark test sentence encoded by both backends (cosine between the two
 vectors: mean and min), and each backend's STS cosine Spearman against the published 0.82032.
 Throughput: 400 SciFact abstracts (~256 tokens), texts/s, median of 3 runs, 2 threads each.
-Cold query: in a fresh process, import of bienc_cli.encoding.onnx_backend + OnnxEncoder + one query.
+Cold query: in a fresh process, import of bienc_cli.encoding.runtime + OnnxEncoder + one query.
 --levers adds session graph levels, batch sizes and thread spinning; --int8 the onnx-int8 backend (dynamic int8 quantisation).
 """
 
@@ -28,7 +28,9 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bienc_cli.encoding.onnx_backend import OnnxEncoder, export_model, quantize_export  # noqa: E402
+from bienc_cli.encoding.export import export_model  # noqa: E402
+from bienc_cli.encoding.quantize import quantize_export  # noqa: E402
+from bienc_cli.encoding.runtime import OnnxEncoder  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 STS = DATA / "stsbenchmark" / "sts-test.csv"
@@ -108,7 +110,7 @@ def median_seconds(fn, runs: int = RUNS) -> float:
 COLD_QUERY = """
 import time
 start = time.perf_counter()
-from bienc_cli.encoding.onnx_backend import OnnxEncoder
+from bienc_cli.encoding.runtime import OnnxEncoder
 imported = time.perf_counter()
 encoder = OnnxEncoder({onnx_dir!r}, threads={threads}, prepack_weights={prepack})
 loaded = time.perf_counter()
@@ -151,7 +153,7 @@ def cold_tables(onnx_dir: str) -> None:
             "budget ~0.25 s for import+construct+encode)",
             [
                 (
-                    "import bienc_cli.encoding.onnx_backend (numpy, tokenizers)",
+                    "import bienc_cli.encoding.runtime (numpy, tokenizers)",
                     f"{cold['import']:.3f} s",
                 ),
                 ("OnnxEncoder(...) (onnxruntime, session)", f"{cold['construct']:.3f} s"),

@@ -146,7 +146,7 @@ def work(folder: Path, index: Path, seconds: float) -> None:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from bienc_cli.encoding.encoder import load_tokenizer
+    from bienc_cli.encoding.model import load_tokenizer
     from bienc_cli.query.search import index_model
     from bienc_cli.store import generations as store
 

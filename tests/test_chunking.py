@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bienc_cli.encoding.chunking import Chunker
-from bienc_cli.encoding.encoder import load_tokenizer, resolve_model
+from bienc_cli.encoding.model import load_tokenizer, resolve_model
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def test_exit_4_no_index(tmp_path, fake_encoder):
 
 
 def test_exit_5_incompatible_model(indexed, corpus, tmp_path):
-    from bienc_cli.encoding.encoder import resolve_model
+    from bienc_cli.encoding.model import resolve_model
 
     other = tmp_path / "other"
     other.mkdir()

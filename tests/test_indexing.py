@@ -131,7 +131,7 @@ def test_other_model_is_refused(tmp_path, corpus, fake_encoder):
     root = tmp_path / "idx"
     _index(root, corpus)
     other = tmp_path / "other-model"
-    from bienc_cli.encoding.encoder import resolve_model
+    from bienc_cli.encoding.model import resolve_model
 
     src = resolve_model(None).path
     other.mkdir()
@@ -282,7 +282,7 @@ def test_a_glob_root_keeps_what_it_cannot_read(
 
 def _other_model(tmp_path):
     """A model folder of the same shape as the default one but another fingerprint."""
-    from bienc_cli.encoding.encoder import resolve_model
+    from bienc_cli.encoding.model import resolve_model
 
     other = tmp_path / "other-model"
     other.mkdir()
@@ -495,12 +495,12 @@ def test_rows_without_text_are_reported_within_bounds(tmp_path, fake_encoder):
 def exporting_encoder(fake_encoder, monkeypatch):
     """The fake encoder behind a factory that, as load_encoder does, makes the model's ONNX
     export on first use for every backend but sentence-transformers."""
-    from bienc_cli.encoding.encoder import _ONNX_FILES
+    from bienc_cli.encoding.onnx_folder import EXPORT_FILES
 
     def factory(model):
         if model.backend != "sentence-transformers":
             os.makedirs(model.onnx_dir, exist_ok=True)
-            for name in _ONNX_FILES:
+            for name in EXPORT_FILES:
                 with open(os.path.join(model.onnx_dir, name), "w") as f:
                     f.write("fake")
         return fake_encoder
@@ -572,7 +572,7 @@ def test_real_model_exports_to_onnx_when_an_empty_index_gets_documents(tmp_path)
     from typer.testing import CliRunner
 
     from bienc_cli.cli.main import app
-    from bienc_cli.encoding.encoder import is_onnx_export
+    from bienc_cli.encoding.onnx_folder import is_onnx_export
 
     def bienc(*args):
         return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)

@@ -11,18 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bienc_cli.encoding.onnx_backend import (
+from bienc_cli.encoding.export import ExportError, export_model
+from bienc_cli.encoding.model_folder import source_fingerprint
+from bienc_cli.encoding.onnx_folder import (
     DATA_FILE,
     METADATA_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
-    ExportError,
-    OnnxEncoder,
     OnnxFolderError,
-    _replace_dir,
-    export_model,
-    source_fingerprint,
+    replace_dir,
 )
+from bienc_cli.encoding.runtime import OnnxEncoder, pool
 
 REPO = Path(__file__).resolve().parent.parent
 STS_FILE = REPO / ".." / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
@@ -167,7 +166,7 @@ def test_replace_dir_swaps_an_existing_folder(tmp_path):
     (old / "stale").write_text("old")
     new.mkdir()
     (new / "fresh").write_text("new")
-    _replace_dir(str(new), str(old))
+    replace_dir(str(new), str(old))
     assert sorted(os.listdir(tmp_path)) == ["target"]
     assert os.listdir(old) == ["fresh"]
 
@@ -201,9 +200,7 @@ def test_pooling_matches_sentence_transformers(mode):
     hidden = rng.standard_normal((4, 7, 16)).astype(np.float32)
     lengths = np.array([7, 3, 1, 5])
     mask = (np.arange(7)[None, :] < lengths[:, None]).astype(np.int64)  # right padding
-    encoder = OnnxEncoder.__new__(OnnxEncoder)
-    encoder.pooling, encoder.normalize = mode, False
-    got = encoder._pool(hidden, mask)
+    got = pool(hidden, mask, mode, normalize=False)
     features = {
         "token_embeddings": torch.from_numpy(hidden),
         "attention_mask": torch.from_numpy(mask),
@@ -283,7 +280,7 @@ def test_session_levels_and_prepacking_give_the_same_vectors(onnx_dir, onnx_enco
 def test_query_path_imports_no_torch(onnx_dir):
     code = (
         "import sys\n"
-        "from bienc_cli.encoding.onnx_backend import OnnxEncoder\n"
+        "from bienc_cli.encoding.runtime import OnnxEncoder\n"
         f"vec = OnnxEncoder({onnx_dir!r}).encode(['how do cats sleep'])\n"
         "assert vec.shape == (1, 384), vec.shape\n"
         "heavy = ('torch', 'transformers', 'sentence_transformers', 'onnx')\n"

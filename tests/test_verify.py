@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
-from bienc_cli.encoding.encoder import is_onnx_export
+from bienc_cli.encoding.onnx_folder import is_onnx_export
 from bienc_cli.errors import ExitStatus
 from bienc_cli.store import generations as store
 

@@ -25,15 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from bienc_cli import __version__
 from bienc_cli.encoding.chunking import Chunk, Chunker, chunk_tokens
-from bienc_cli.encoding.encoder import (
-    BACKENDS,
-    Encoder,
-    ModelInfo,
-    is_onnx_export,
-    load_encoder,
-    load_tokenizer,
-    resolve_model,
-)
+from bienc_cli.encoding.encoder import BACKENDS, Encoder, load_encoder
+from bienc_cli.encoding.model import ModelInfo, load_tokenizer, requested_model, resolve_model
+from bienc_cli.encoding.onnx_folder import is_onnx_export
 from bienc_cli.errors import (
     ExitStatus,
     IncompatibleIndex,
@@ -419,7 +413,7 @@ def choose_model(request: IndexRequest, manifest: dict[str, Any] | None) -> Mode
     name, else at its recorded folder; a rebuild keeps it too), else the default.
     IncompatibleIndex for a model other than the one the index was built with, unless
     rebuilding."""
-    asked = request.model or os.environ.get("BIENC_MODEL")
+    asked = requested_model(request.model)
     if manifest is None:
         return resolve_model(asked)
     stored = manifest["model"]

@@ -207,7 +207,7 @@ def _label_checks(generation: store.Generation) -> list[Check]:
 
 
 def _model_check(manifest: dict[str, Any]) -> Check:
-    from bienc_cli.encoding.encoder import describe_model, resolve_model
+    from bienc_cli.encoding.model import describe_model, resolve_model
 
     stored = manifest["model"]
     try:

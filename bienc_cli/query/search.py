@@ -14,14 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bienc_cli.encoding.encoder import (
-    BACKENDS,
-    Encoder,
-    ModelInfo,
-    is_onnx_export,
-    load_encoder,
-    resolve_model,
-)
+from bienc_cli.encoding.encoder import BACKENDS, Encoder, load_encoder
+from bienc_cli.encoding.model import ModelInfo, resolve_model
+from bienc_cli.encoding.onnx_folder import is_onnx_export
 from bienc_cli.errors import ModelUnavailable, UsageError
 from bienc_cli.inputs.documents import real_path
 from bienc_cli.store import generations as store
