@@ -139,7 +139,7 @@ def _torch_export(wrapper: Any, example: tuple[Any, ...], names: list[str], path
                 dynamo=False,
             )
             return "torchscript"
-        except Exception as exc:  # noqa: BLE001 - any exporter failure means: try the other one
+        except Exception as exc:  # any exporter failure means: try the other one
             failures.append(f"torchscript: {first_line(exc)}")
             logger.info("TorchScript ONNX export failed, trying dynamo: %s", exc)
         try:
@@ -157,7 +157,7 @@ def _torch_export(wrapper: Any, example: tuple[Any, ...], names: list[str], path
             )
             program.save(path)
             return "dynamo"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failures.append(f"dynamo: {first_line(exc)}")
     raise ExportError("ONNX export failed (" + "; ".join(failures) + ")")
 
@@ -253,7 +253,7 @@ def export_model(model_dir: str, out_dir: str, *, optimize: bool = True) -> dict
 
     try:
         config = AutoConfig.from_pretrained(transformer_dir)
-    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds
+    except Exception as exc:  # transformers raises many kinds
         raise ExportError(
             f"cannot read the transformer config in {transformer_dir}: {first_line(exc)}"
         ) from exc
@@ -268,7 +268,7 @@ def export_model(model_dir: str, out_dir: str, *, optimize: bool = True) -> dict
         hf_tokenizer = AutoTokenizer.from_pretrained(transformer_dir)
         # Eager attention: its graph is the one onnxruntime's attention fusion recognises.
         model = AutoModel.from_pretrained(transformer_dir, attn_implementation="eager")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ExportError(
             f"cannot load the transformer in {transformer_dir}: {first_line(exc)}"
         ) from exc
@@ -348,7 +348,7 @@ def export_model(model_dir: str, out_dir: str, *, optimize: bool = True) -> dict
                         "unoptimised export",
                         error,
                     )
-            except Exception as exc:  # noqa: BLE001 - an optimiser failure is not fatal
+            except Exception as exc:  # an optimiser failure is not fatal
                 logger.warning(
                     "onnxruntime optimiser failed, keeping the unoptimised export: %s",
                     first_line(exc),

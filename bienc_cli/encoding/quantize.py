@@ -69,7 +69,7 @@ def quantize_export(fp32_dir: str, out_dir: str) -> dict:
                     # the fused graph's contrib ops defeat shape inference; tensors are float
                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
                 )
-        except Exception as exc:  # noqa: BLE001 - the quantiser raises many kinds
+        except Exception as exc:  # the quantiser raises many kinds
             raise ExportError(f"int8 quantisation failed: {first_line(exc)}") from exc
         if not os.path.isfile(os.path.join(tmp, DATA_FILE)):  # small graphs stay inline
             open(os.path.join(tmp, DATA_FILE), "wb").close()
