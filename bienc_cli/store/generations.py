@@ -831,7 +831,8 @@ def _remove_old_generations(root: Path, keep: set[str]) -> None:
                 with contextlib.suppress(OSError):
                     path.unlink()
     models = root / MODELS
-    if models.is_dir():  # ONNX exports or quantisations killed midway (see encoding/export.py, quantize.py)
+    # ONNX exports or quantisations killed midway (see encoding/onnx_folder.py)
+    if models.is_dir():
         for path in models.iterdir():
             if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name):
                 shutil.rmtree(path, ignore_errors=True)
