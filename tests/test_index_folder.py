@@ -198,3 +198,17 @@ def test_the_writer_removes_only_its_own_generations(tmp_path, corpus, fake_enco
     assert (index / store.CURRENT).read_text().strip() == "g000052"
     assert [p.name for p in store.generation_dirs(index)] == ["g000052", "g000051"]
     assert not (index / "g000001").exists()
+
+
+@pytest.mark.parametrize("command", ["index", "query", "info", "verify", "dedup", "cluster"])
+def test_an_index_path_that_is_not_utf8_is_refused_creating_nothing(
+    tmp_path, corpus, fake_encoder, monkeypatch, command
+):
+    # ONNX Runtime and hnswlib open an index's files by a str name that must be UTF-8.
+    monkeypatch.chdir(tmp_path)
+    name = os.fsdecode(b"x\xffidx")
+    args = {"index": [str(corpus)], "query": ["cats"]}.get(command, [])
+    result = bienc(command, *args, "--index", name)
+    assert result.exit_code == ExitStatus.USAGE, result.output
+    assert "--index x\\xffidx: the folder's path is not valid UTF-8" in result.stderr
+    assert os.listdir(tmp_path) == [corpus.name] or not os.path.lexists(tmp_path / name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
@@ -75,6 +76,27 @@ def test_every_generation_damaged_rebuilds_from_sources(tmp_path, corpus, fake_e
         and data["repaired"].startswith("rebuilt from the sources")
     )
     assert store.open_index(root).manifest["counts"]["documents"] == 4
+
+
+@pytest.mark.parametrize("damage", ["graph", "manifest counts"])
+def test_repair_reports_the_documents_the_rebuilt_index_holds(
+    tmp_path, corpus, fake_encoder, damage
+):
+    # A rebuild counts against the index it replaces, so "added" is 0 here: the report must
+    # name what the index holds, not what was new.
+    root = tmp_path / "idx"
+    _index(root, corpus)
+    live = store.open_index(root).dir
+    if damage == "graph":
+        with open(live / store.VECTORS, "r+b") as fh:
+            fh.truncate(100)
+    else:
+        manifest = json.loads((live / store.MANIFEST).read_text())
+        manifest["counts"]["chunks"] += 1
+        (live / store.MANIFEST).write_text(json.dumps(manifest))
+    result = bienc("verify", "--index", root, "--repair", "--json")
+    repaired = json.loads(result.stdout)["repaired"]
+    assert result.exit_code == 0 and repaired == "rebuilt from the sources (4 documents)"
 
 
 def test_verify_without_index(tmp_path):

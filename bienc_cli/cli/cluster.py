@@ -20,6 +20,7 @@ from bienc_cli.cli.options import (
     SourceFlags,
     error,
     handle_errors,
+    index_root,
     split_stdin,
     with_source_options,
 )
@@ -180,7 +181,6 @@ def cluster(
     from bienc_cli.cluster.corpus import cluster_index, cluster_sources
     from bienc_cli.cluster.organize import organize
     from bienc_cli.indexing.run import IndexRequest
-    from bienc_cli.store import generations as store
     from bienc_cli.ui import cluster as ui_cluster
     from bienc_cli.ui import output as ui
 
@@ -239,7 +239,7 @@ def cluster(
         with ui.progress_bar(sys.stderr.isatty() and not quiet) as progress:
             report = cluster_sources(request, options, progress=progress)
     else:
-        report = cluster_index(store.index_path(str(index_dir) if index_dir else None), options)
+        report = cluster_index(index_root(index_dir), options)
     if output is None:
         ui_cluster.write_clusters(report, fmt, sys.stdout)
         sys.stdout.flush()

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli.options import MAX_EF, handle_errors
+from bienc_cli.cli.options import MAX_EF, handle_errors, index_root
 from bienc_cli.errors import StorageError, UsageError
 
 
@@ -117,7 +117,6 @@ def eval_command(
     """
     from bienc_cli.evaluation.evaluate import EvalOptions, evaluate
     from bienc_cli.evaluation.judgements import Columns, load_eval_set
-    from bienc_cli.store import generations as store
     from bienc_cli.ui import eval as ui_eval
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
@@ -146,9 +145,7 @@ def eval_command(
             score=score_column,
         ),
     )
-    roots = (
-        [store.index_path(str(d)) for d in index_dirs] if index_dirs else [store.index_path(None)]
-    )
+    roots = [index_root(d) for d in index_dirs] if index_dirs else [index_root(None)]
     options = EvalOptions(ks=ks, by=tuple(by or ()), ann=ann, target_recall=target_recall, ef=ef)
     report = evaluate(roots, eval_set, options)
     if not quiet:

@@ -16,6 +16,7 @@ from bienc_cli.cli.options import (
     SourceFlags,
     error,
     handle_errors,
+    index_root,
     not_nan,
     split_stdin,
     with_source_options,
@@ -124,7 +125,6 @@ def index(
     --no-follow-symlinks set one back to its default. `bienc info` shows them.
     """
     from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
-    from bienc_cli.store import generations as store
     from bienc_cli.ui import output as ui
 
     if null and "-" not in (sources or []):
@@ -143,7 +143,7 @@ def index(
         ],
     )
     request = IndexRequest(
-        root=store.index_path(str(index_dir) if index_dir else None),
+        root=index_root(index_dir),
         sources=sources,
         stdin_paths=stdin_paths,
         model=model,

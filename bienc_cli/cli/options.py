@@ -52,6 +52,25 @@ NullOption = Annotated[
 ]
 
 
+def index_root(index_dir: Path | None) -> Path:
+    """The index folder a command works on: --index, else $BIENC_INDEX, else ./.bienc.
+
+    Refused (UsageError) when its name is not UTF-8: ONNX Runtime and hnswlib open the
+    index's files by a str name that must encode to UTF-8, so such an index could be neither
+    written nor read (source files with such names are fine)."""
+    from bienc_cli.store import generations as store
+
+    root = store.index_path(str(index_dir) if index_dir else None)
+    try:
+        os.fsencode(str(root.absolute())).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(  # error() escapes the name
+            f"--index {root}: the folder's path is not valid UTF-8, which "
+            "the index's files need; give an --index whose path is UTF-8"
+        ) from None
+    return root
+
+
 def error(message: str) -> None:
     """One line on stderr, whatever the message names (escaped: no raw control characters)."""
     from bienc_cli.ui.output import escape_text

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli.options import MAX_EF, IndexOption, NullOption, handle_errors
+from bienc_cli.cli.options import MAX_EF, IndexOption, NullOption, handle_errors, index_root
 from bienc_cli.errors import ExitStatus, UsageError
 
 
@@ -75,7 +75,6 @@ def query(
     found, 1 if nothing was, as grep does.
     """
     from bienc_cli.query.search import QueryOptions, parse_where, search
-    from bienc_cli.store import generations as store
     from bienc_cli.ui import output as ui
 
     if text is None:
@@ -97,7 +96,7 @@ def query(
         ef=ef,
         backend=backend,
     )
-    results = search(store.index_path(str(index_dir) if index_dir else None), queries, options)
+    results = search(index_root(index_dir), queries, options)
     ui.write_hits(results, fmt, sys.stdout, null=null)
     sys.stdout.flush()
     found = any(results)

@@ -286,7 +286,7 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
                 wait=wait,
             )
         )
-        action = f"rebuilt from the sources ({report.added} documents)"
+        action = f"rebuilt from the sources ({report.documents} documents)"
     after = verify_index(root)
     after.repaired = action
     return after
