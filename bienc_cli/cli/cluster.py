@@ -18,6 +18,7 @@ from bienc_cli.cli.options import (
     IndexOption,
     NullOption,
     SourceFlags,
+    choose_format,
     error,
     handle_errors,
     index_root,
@@ -202,11 +203,7 @@ def cluster(
                 f"--output {output}: name a file ending in "
                 f"{', '.join(ui_cluster.CLUSTER_SUFFIXES)}, or give --format"
             )
-    fmt = fmt or ("table" if sys.stdout.isatty() and output is None else "tsv")
-    if fmt not in ui_cluster.CLUSTER_FORMATS:
-        raise UsageError(
-            f"unknown --format {fmt!r}; choose one of {', '.join(ui_cluster.CLUSTER_FORMATS)}"
-        )
+    fmt = choose_format(fmt, ui_cluster.CLUSTER_FORMATS, to_terminal=output is None)
     if fmt == "parquet" and output is None:
         raise UsageError("--format parquet needs --output FILE.parquet")
     for path in plot or ():

@@ -18,6 +18,7 @@ from bienc_cli.cli.options import (
     IndexOption,
     NullOption,
     SourceFlags,
+    choose_format,
     error,
     handle_errors,
     index_root,
@@ -215,11 +216,7 @@ def dedup(
         raise UsageError(
             "-0 separates paths read from stdin (give - as a SOURCE) or printed by -f ids"
         )
-    fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
-    if fmt not in ui_dedup.DEDUP_FORMATS:
-        raise UsageError(
-            f"unknown --format {fmt!r}; choose one of {', '.join(ui_dedup.DEDUP_FORMATS)}"
-        )
+    fmt = choose_format(fmt, ui_dedup.DEDUP_FORMATS)
     sources = list(sources or [])
     if undo is not None or apply is not None:
         extra = [n for n, v in (("SOURCE", sources), ("--plan", plan), ("--output", output),

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli.options import MAX_EF, handle_errors, index_root
+from bienc_cli.cli.options import MAX_EF, choose_format, handle_errors, index_root
 from bienc_cli.errors import StorageError, UsageError
 
 
@@ -119,11 +119,7 @@ def eval_command(
     from bienc_cli.evaluation.judgements import Columns, load_eval_set
     from bienc_cli.ui import eval as ui_eval
 
-    fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
-    if fmt not in ui_eval.EVAL_FORMATS:
-        raise UsageError(
-            f"unknown --format {fmt!r}; choose one of {', '.join(ui_eval.EVAL_FORMATS)}"
-        )
+    fmt = choose_format(fmt, ui_eval.EVAL_FORMATS)
     try:
         ks = tuple(int(part) for part in cutoffs.split(",") if part.strip())
     except ValueError:

@@ -71,6 +71,15 @@ def index_root(index_dir: Path | None) -> Path:
     return root
 
 
+def choose_format(fmt: str | None, formats: Sequence[str], *, to_terminal: bool = True) -> str:
+    """The --format asked for, else ``table`` when the output is a terminal and ``tsv`` when
+    it is a pipe or a file; UsageError for a name not in ``formats``."""
+    fmt = fmt or ("table" if to_terminal and sys.stdout.isatty() else "tsv")
+    if fmt not in formats:
+        raise UsageError(f"unknown --format {fmt!r}; choose one of {', '.join(formats)}")
+    return fmt
+
+
 def error(message: str) -> None:
     """One line on stderr, whatever the message names (escaped: no raw control characters)."""
     from bienc_cli.ui.output import escape_text

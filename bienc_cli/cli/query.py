@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from bienc_cli.cli.options import MAX_EF, IndexOption, NullOption, handle_errors, index_root
+from bienc_cli.cli.options import (
+    MAX_EF,
+    IndexOption,
+    NullOption,
+    choose_format,
+    handle_errors,
+    index_root,
+)
 from bienc_cli.errors import ExitStatus, UsageError
 
 
@@ -84,9 +91,7 @@ def query(
         raise UsageError("the query is empty")
     if null and fmt not in (None, "paths"):
         raise UsageError(f"-0 separates the paths of -f paths; it does not go with -f {fmt}")
-    fmt = fmt or ("paths" if null else "table" if sys.stdout.isatty() else "tsv")
-    if fmt not in ui.HIT_FORMATS:
-        raise UsageError(f"unknown --format {fmt!r}; choose one of {', '.join(ui.HIT_FORMATS)}")
+    fmt = choose_format(fmt or ("paths" if null else None), ui.HIT_FORMATS)
     options = QueryOptions(
         k=k,
         chunks=chunks,
