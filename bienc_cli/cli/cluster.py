@@ -173,7 +173,8 @@ def cluster(
     Reads SOURCES into a temporary index (or, with no SOURCES, reuses the vectors stored in
     --index: nothing is encoded). Each cluster is named by class-based TF-IDF keywords and
     represented by the documents nearest its centre; distances are cosine (0 = at the
-    centre). Exit code 3 if some sources could not be read.
+    centre). Exit code 3 if some sources could not be read, or some documents changed or are
+    gone since they were indexed (named on stderr, left out of --organize).
     """
     from bienc_cli.cluster import plot as plotting
     from bienc_cli.cluster.algorithms import ClusterOptions
