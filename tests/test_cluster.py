@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -635,6 +636,141 @@ def test_organize_into_the_corpus_itself_leaves_the_documents_alone(
     assert bienc(*args, "--force").exit_code == 0
     assert _digests(target) == copies
     assert {p: d for p, d in _digests(sample_copy).items() if p in before} == before
+
+
+APPLES = "Apples and pears grow in the orchard by the river.\n"
+ROCKETS = "Rockets fly to orbit around the distant planets.\n"
+
+
+@pytest.fixture
+def two_topics(tmp_path, fake_encoder):
+    """f/ of two topics, two identical documents each, indexed: (index, folder)."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for name, text in {"a": APPLES, "c": APPLES, "r1": ROCKETS, "r2": ROCKETS}.items():
+        (folder / f"{name}.txt").write_text(text)
+    index = tmp_path / "fidx"
+    assert bienc("index", folder, "--index", index, "-q").exit_code == 0
+    return index, folder
+
+
+def _entries(target):
+    return sorted(str(p.relative_to(target)) for p in target.rglob("*") if not p.is_dir())
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["links", "copies"])
+def test_organize_leaves_out_what_changed_or_went_since_it_was_indexed(two_topics, tmp_path, copy):
+    """A stale index: the changed and the removed document are named, left out of the
+    folders (no dangling link, no new text under the old topic), and the exit is 3."""
+    index, folder = two_topics
+    (folder / "c.txt").write_text("Something else entirely.\n")
+    (folder / "r1.txt").unlink()
+    target = tmp_path / "org"
+    args = ["cluster", "-i", index, "-n", "2", "-f", "tsv", "--organize", target]
+    result = bienc(*args, *(["--copy"] if copy else []))
+    assert result.exit_code == ExitStatus.PARTIAL, result.output
+    assert f"{folder / 'c.txt'} changed since it was indexed" in result.stderr
+    assert f"{folder / 'r1.txt'} is gone since it was indexed" in result.stderr
+    assert result.stderr.count("left out of --organize") == 2
+    assert "re-index, then cluster again" in result.stderr
+    assert "organized 2 documents" in result.stderr and "2 left out" in result.stderr
+    assert len(result.stdout.splitlines()) == 4  # the clusters, as indexed
+    assert [Path(e).name for e in _entries(target)] == ["a.txt", "r2.txt"]
+    for entry in target.rglob("*.txt"):
+        assert entry.is_symlink() != copy and entry.read_text() in (APPLES, ROCKETS)
+
+
+def test_cluster_warns_of_a_stale_index_without_organize(two_topics):
+    index, folder = two_topics
+    (folder / "r1.txt").unlink()
+    result = bienc("cluster", "-i", index, "-n", "2", "-f", "tsv", "-q")
+    assert result.exit_code == ExitStatus.PARTIAL
+    assert "r1.txt is gone since it was indexed: clustered as indexed\n" in result.stderr
+
+
+def test_a_touched_document_is_not_stale(two_topics, tmp_path):
+    index, folder = two_topics
+    os.utime(folder / "c.txt", ns=(10**18, 10**18))  # the same text, another mtime
+    result = bienc("cluster", "-i", index, "-n", "2", "--organize", tmp_path / "org", "-q")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert len(_entries(tmp_path / "org")) == 4
+
+
+def test_organize_leaves_out_a_changed_table_row(tmp_path, fake_encoder):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    rows = folder / "rows.jsonl"
+    rows.write_text(json.dumps({"text": APPLES}) + "\n" + json.dumps({"text": ROCKETS}) + "\n")
+    index = tmp_path / "tidx"
+    assert bienc("index", folder, "--index", index, "-q").exit_code == 0
+    rows.write_text(json.dumps({"text": APPLES}) + "\n" + json.dumps({"text": "Other.\n"}) + "\n")
+    target = tmp_path / "org"
+    result = bienc("cluster", "-i", index, "-n", "2", "--organize", target, "-q")
+    assert result.exit_code == ExitStatus.PARTIAL
+    assert "rows.jsonl#1 changed since it was indexed" in result.stderr
+    [row] = [p for p in target.rglob("*") if p.is_file()]
+    assert row.name == "0.txt" and row.read_text() == APPLES.strip()
+
+
+def test_organize_copy_names_a_source_that_vanishes_while_it_is_copied(
+    two_topics, tmp_path, monkeypatch
+):
+    from bienc_cli.cluster import organize as organizing
+
+    index, folder = two_topics
+    vanishing = str(folder / "a.txt")
+
+    def racing_open(path, *args, **kwargs):
+        if os.fspath(path) == vanishing:
+            os.unlink(vanishing)  # removed after the check, before the copy
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(organizing, "open", racing_open, raising=False)
+    target = tmp_path / "org"
+    result = bienc("cluster", "-i", index, "-n", "2", "--organize", target, "--copy")
+    assert result.exit_code == ExitStatus.PARTIAL, result.output
+    assert f"left out of --organize: {vanishing} is gone since it was indexed" in result.stderr
+    assert "No such file" not in result.stderr and "organized 3 documents" in result.stderr
+    assert [Path(e).name for e in _entries(target)] == ["c.txt", "r1.txt", "r2.txt"]
+
+
+@pytest.mark.parametrize("how", ["links", "copies", "rows"])
+def test_organize_never_writes_into_a_name_taken_after_it_looked(
+    tmp_path, fake_encoder, monkeypatch, how
+):
+    """A link planted at the destination between organize's look and its write (a race): the
+    planted link and what it points to are left as they are; the document takes the next name."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    if how == "rows":
+        (folder / "rows.jsonl").write_text(json.dumps({"text": APPLES}) + "\n")
+        name, expected = "0.txt", APPLES.strip().encode()  # a row's text, as indexed
+    else:
+        (folder / "a.txt").write_text(APPLES)
+        name, expected = "a.txt", APPLES.encode()
+    index = tmp_path / "idx"
+    assert bienc("index", folder, "--index", index, "-q").exit_code == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not bienc's\n")
+    target = tmp_path / "org"
+    real_lexists = os.path.lexists
+    planted = []
+
+    def racing_lexists(path):
+        found = real_lexists(path)
+        if not found and not planted and os.path.basename(path) == name:
+            os.symlink(victim, path)
+            planted.append(Path(path))
+        return found
+
+    monkeypatch.setattr(os.path, "lexists", racing_lexists)
+    args = ["cluster", "-i", index, "-n", "1", "--organize", target, "-q"]
+    result = bienc(*args, *(["--copy"] if how == "copies" else []))
+    assert result.exit_code == 0, result.output
+    [link] = planted
+    assert os.readlink(link) == str(victim) and victim.read_text() == "not bienc's\n"
+    filed = link.with_name(name.replace(".txt", "-2.txt"))
+    assert filed.read_bytes() == expected and filed.is_symlink() == (how == "links")
 
 
 @pytest.mark.parametrize(

@@ -257,7 +257,7 @@ def test_the_wheel_installs_and_runs_in_a_fresh_environment(sample_index, tmp_pa
     ).stdout.strip()  # fmt: skip
     (Path(fresh_site) / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed",
          "--no-index", "-q", str(wheel)],
         check=True, capture_output=True,
     )  # fmt: skip

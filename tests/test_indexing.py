@@ -280,6 +280,32 @@ def test_a_glob_root_keeps_what_it_cannot_read(
     )
 
 
+@pytest.mark.parametrize(
+    "sources", [["locked/*.txt", "*.txt"], ["locked", "*.txt"]], ids=["glob", "folder"]
+)
+@pytest.mark.parametrize("rebuild", [False, True], ids=["run", "rebuild"])
+def test_a_folder_that_cannot_be_searched_is_named_not_its_ignore_files(
+    tmp_path, fake_encoder, monkeypatch, sources, rebuild
+):
+    """Its ignore files cannot be looked for (EACCES, as for anything in it): that is the
+    folder's problem, said once against the folder, with what was kept; the ignore files,
+    which may not exist, are not named."""
+    docs = tmp_path / "c"
+    (docs / "locked").mkdir(parents=True)
+    (docs / "locked" / "deep.txt").write_text("Apricots are an orange fruit.\n")
+    (docs / "top.txt").write_text("Bananas are a yellow fruit.\n")
+    root = tmp_path / "idx"
+    _index(root, *(f"{docs}/{s}" for s in sources))
+    before = _docs(root)
+    make_folder_unreadable(monkeypatch, docs / "locked")
+    for _ in range(2):  # and again: said every run while it lasts
+        report = run_index(IndexRequest(root=root, rebuild=rebuild))
+        assert report.exit_status == 3 and _docs(root) == before
+        assert _errors(report) == [
+            (str(docs / "locked"), None, "permission denied; kept its 1 document from the last run")
+        ]
+
+
 def _other_model(tmp_path):
     """A model folder of the same shape as the default one but another fingerprint."""
     from bienc_cli.encoding.model import resolve_model

@@ -175,7 +175,8 @@ def cluster(
     Reads SOURCES into a temporary index (or, with no SOURCES, reuses the vectors stored in
     --index: nothing is encoded). Each cluster is named by class-based TF-IDF keywords and
     represented by the documents nearest its centre; distances are cosine (0 = at the
-    centre). Exit code 3 if some sources could not be read.
+    centre). Exit code 3 if some sources could not be read, or some documents changed or are
+    gone since they were indexed (named on stderr, left out of --organize).
     """
     from bienc_cli.cluster import plot as plotting
     from bienc_cli.cluster.algorithms import ClusterOptions
@@ -223,6 +224,7 @@ def cluster(
         keywords=keywords,
         representatives=representatives,
     )
+    index = None  # with SOURCES, a temporary one
     if sources:
         sources, stdin_paths = split_stdin(sources, null=null)
         table_options = source.options()
@@ -236,7 +238,8 @@ def cluster(
         with ui.progress_bar(sys.stderr.isatty() and not quiet) as progress:
             report = cluster_sources(request, options, progress=progress)
     else:
-        report = cluster_index(index_root(index_dir), options)
+        index = index_root(index_dir)
+        report = cluster_index(index, options)
     if output is None:
         ui_cluster.write_clusters(report, fmt, sys.stdout)
         sys.stdout.flush()
@@ -252,17 +255,43 @@ def cluster(
         except OSError as exc:
             raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from exc
     plotting.write_map(report, plot or [], seed=seed)
+    # Always said (like read errors): these files are not what the clusters were made from.
+    left_out = " and left out of --organize" if organize_dir is not None else ""
+    for i, reason in report.stale:
+        where = ui_cluster.doc_location(report.documents[i].path, report.documents[i].row_id)
+        _warn(f"{where} {reason}: clustered as indexed{left_out}")
+    if report.stale and index is not None:
+        _warn(
+            "the index is older than these files; re-index, then cluster again: "
+            f"bienc index --index {index}"
+        )
+    done = None
     if organize_dir is not None:
         done = organize(report, organize_dir, copy=copy, force=force)
+        for doc, reason in done.left_out:
+            _warn(
+                f"left out of --organize: {ui_cluster.doc_location(doc.path, doc.row_id)} {reason}"
+            )
         if not quiet:
             how = "copies" if copy else "symlinks"
+            missed = len(report.stale) + len(done.left_out)
             sys.stderr.write(
-                f"bienc: organized {len(report.documents)} documents into "
-                f"{len(done.folders)} folders under {ui.escape_text(str(organize_dir))} ({how})\n"
+                f"bienc: organized {done.filed} documents into "
+                f"{len(done.folders)} folders under {ui.escape_text(str(organize_dir))} ({how})"
+                + (f"; {missed} left out (see above)" if missed else "")
+                + "\n"
             )
     if not quiet:
         ui_cluster.write_cluster_report(report, sys.stderr)
     elif report.errors:
         for item in report.errors:
             error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
-    raise typer.Exit(int(ExitStatus.PARTIAL if report.errors else ExitStatus.OK))
+    partial = report.errors or report.stale or (done is not None and done.left_out)
+    raise typer.Exit(int(ExitStatus.PARTIAL if partial else ExitStatus.OK))
+
+
+def _warn(message: str) -> None:
+    """One line on stderr, escaped as ``error`` does."""
+    from bienc_cli.ui.output import escape_text
+
+    sys.stderr.write(f"bienc: warning: {escape_text(message)}\n")

@@ -34,6 +34,10 @@ class DocumentAssignment:
     label: str  # the cluster's label
     distance: float | None  # cosine distance to the cluster's centroid; None for outliers
     probability: float | None  # hdbscan: membership strength; None for other methods
+    # As indexed, to tell whether the file still holds the text that was clustered:
+    doc_hash: str = ""
+    size: int = 0
+    mtime_ns: int = 0
 
 
 @dataclass
@@ -48,6 +52,9 @@ class ClusterReport:
     model: str
     skipped: list[Any] = field(default_factory=list)  # documents.Skipped, from a temporary index
     notes: list[Any] = field(default_factory=list)  # documents.Note
+    # (index into documents, why): files changed or gone since they were indexed, found
+    # after clustering; they are clustered as indexed and left out of --organize
+    stale: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Any]:
@@ -59,13 +66,14 @@ def cluster_index(root: Path, options: ClusterOptions) -> ClusterReport:
     from bienc_cli.store import generations as store
 
     generation = store.open_index(root)
-    docs = store.document_vectors(generation, columns=["path", "row_id", "kind", "meta"])
+    fields = ["path", "row_id", "kind", "meta", "doc_hash", "size", "mtime_ns"]
+    docs = store.document_vectors(generation, columns=fields)
     if not docs.doc_ids:
         raise UsageError(f"the index at {root} holds no documents; add some with `bienc index`")
     texts = document_texts(generation)
     texts = [texts.get(doc_id, "") for doc_id in docs.doc_ids]
     clustering = cluster_vectors(docs.vectors, texts, options)
-    columns = docs.table.select(["path", "row_id", "kind", "meta"]).to_pydict()
+    columns = docs.table.select(fields).to_pydict()
     labels = {c.id: c.label for c in clustering.clusters}
     documents = []
     for i, doc_id in enumerate(docs.doc_ids):
@@ -84,16 +92,60 @@ def cluster_index(root: Path, options: ClusterOptions) -> ClusterReport:
                 probability=None
                 if clustering.probabilities is None
                 else float(clustering.probabilities[i]),
+                doc_hash=columns["doc_hash"][i],
+                size=columns["size"][i],
+                mtime_ns=columns["mtime_ns"][i],
             )
         )
+    sources = generation.manifest.get("sources", {})
+    table_options = sources.get("options", {})
     return ClusterReport(
         documents=documents,
         clustering=clustering,
         vectors=docs.vectors,
         texts=texts,
-        sources=list(generation.manifest.get("sources", {}).get("roots", [])),
+        sources=list(sources.get("roots", [])),
         model=generation.manifest["model"]["name"],
+        # Checked last, after clustering (which may take a while), just before anything uses
+        # the files: an index is a snapshot, and --organize must not file what is no longer so.
+        stale=stale_documents(
+            documents,
+            text_columns=tuple(table_options.get("text_columns") or ()),
+            id_column=table_options.get("id_column"),
+        ),
     )
+
+
+def stale_documents(
+    documents: list[DocumentAssignment],
+    *,
+    text_columns: tuple[str, ...] = (),
+    id_column: str | None = None,
+) -> list[tuple[int, str]]:
+    """The documents whose file no longer holds the text they were clustered by, and why.
+
+    The check dedup makes before it reports a file (size and mtime as indexed, else the
+    text read again and hashed; a file only touched is still in). ``text_columns`` and
+    ``id_column`` read table rows as the index did.
+    """
+    from bienc_cli.dedup.detect import DocRecord, _disk_problem
+
+    cache: dict[str, dict[str | None, str]] = {}
+    stale = []
+    for i, doc in enumerate(documents):
+        record = DocRecord(
+            doc_id=doc.doc_id,
+            path=doc.path,
+            kind=doc.kind,
+            row_id=doc.row_id,
+            doc_hash=doc.doc_hash,
+            size=doc.size,
+            mtime_ns=doc.mtime_ns,
+        )
+        problem = _disk_problem(record, cache, (text_columns, id_column))
+        if problem:
+            stale.append((i, problem))
+    return stale
 
 
 def cluster_sources(

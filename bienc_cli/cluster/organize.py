@@ -10,8 +10,9 @@ import filecmp
 import os
 import re
 import shutil
+import stat
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bienc_cli.cluster.algorithms import OUTLIER, Cluster
@@ -27,6 +28,13 @@ class OrganizeReport:
     copied: int = 0
     written: int = 0  # table rows, written as text files (there is no file to link)
     unchanged: int = 0  # already there from an earlier run (--force), left as they were
+    # documents whose file vanished or could not be read when it was copied, and why (the
+    # stale ones, ClusterReport.stale, are left out before)
+    left_out: list[tuple[DocumentAssignment, str]] = field(default_factory=list)
+
+    @property
+    def filed(self) -> int:
+        return self.linked + self.copied + self.written + self.unchanged
 
 
 def folder_name(cluster: Cluster, width: int) -> str:
@@ -54,7 +62,10 @@ def organize(
     written outside ``target``: an entry that is what bienc would write (the same link, the
     same bytes, the document itself) is left as it is; any other takes the next free name
     (``name-2.md``); a cluster folder that is a link or a file is refused before anything
-    is written.
+    is written. Documents whose file changed or is gone since it was indexed
+    (``report.stale``) are left out, and those that cannot be read when they are copied are
+    left out and named in ``left_out``: a folder of topics must not file a document by text
+    it no longer holds.
     """
     if target.exists() and not target.is_dir():
         raise UsageError(f"--organize {target}: not a folder")
@@ -70,35 +81,64 @@ def organize(
                 "inside DIR: choose an empty target"
             )
     result = OrganizeReport(target=str(target), folders=folders)
+    stale = {i for i, _ in report.stale}
     used: dict[int, set[str]] = {c: set() for c in folders}
     try:
-        for doc, text in zip(report.documents, report.texts):
+        for i, (doc, text) in enumerate(zip(report.documents, report.texts)):
+            if i in stale:  # its file no longer holds what was clustered
+                continue
             folder = target / folders[doc.cluster]
             folder.mkdir(parents=True, exist_ok=True)
             if doc.row_id is not None:
                 wanted = f"{slug(doc.row_id, 80) or 'row'}.txt"
             else:
                 wanted = os.path.basename(doc.path)
-            destination = folder / _unique(wanted, used[doc.cluster])
-            while os.path.lexists(destination):
-                if _already_there(destination, doc, text, copy):
-                    break
-                destination = folder / _unique(wanted, used[doc.cluster])  # not ours: keep it
-            else:
-                if doc.row_id is not None:
-                    _write_new(destination, text)
-                    result.written += 1
-                elif copy:
-                    shutil.copy2(doc.path, destination)
-                    result.copied += 1
-                else:
-                    os.symlink(os.path.abspath(doc.path), destination)
-                    result.linked += 1
+            try:
+                how = _place(folder, wanted, used[doc.cluster], doc, text, copy)
+            except _SourceUnreadable as exc:
+                result.left_out.append((doc, exc.reason))
                 continue
-            result.unchanged += 1
+            setattr(result, how, getattr(result, how) + 1)
     except OSError as exc:
         raise StorageError(f"--organize {target}: {exc.strerror or exc}") from exc
     return result
+
+
+class _SourceUnreadable(Exception):
+    """A document's own file vanished or could not be read while it was being copied."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _place(
+    folder: Path, wanted: str, used: set[str], doc: DocumentAssignment, text: str, copy: bool
+) -> str:
+    """File ``doc`` in ``folder`` as ``wanted`` or the next free name; return how ("linked",
+    "copied", "written" or "unchanged").
+
+    Every name is created exclusively, never replaced and never written through: a name
+    that is taken, even one that appears between the look and the write, is left as it is
+    and the next one tried.
+    """
+    while True:
+        destination = folder / _unique(wanted, used)
+        if os.path.lexists(destination):
+            if _already_there(destination, doc, text, copy):
+                return "unchanged"
+            continue  # not ours: keep it
+        try:
+            if doc.row_id is not None:
+                _write_new(destination, text)
+                return "written"
+            if copy:
+                _copy_new(doc.path, destination)
+                return "copied"
+            os.symlink(os.path.abspath(doc.path), destination)
+            return "linked"
+        except FileExistsError:
+            continue  # taken since it was looked at: not ours either
 
 
 def _already_there(destination: Path, doc: DocumentAssignment, text: str, copy: bool) -> bool:
@@ -122,6 +162,34 @@ def _write_new(path: Path, text: str) -> None:
     """Write ``text`` to a file that must not exist yet (never through a link)."""
     with open(path, "x", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def _copy_new(source: str, destination: Path) -> None:
+    """Copy ``source`` with its mode and times (as ``shutil.copy2``) to ``destination``,
+    which must not exist yet.
+
+    The copy is created exclusively at its name (O_EXCL: an existing name is not opened, a
+    link there is not followed), so nothing that appears there meanwhile is written into or
+    through; this needs no hard links (a temporary name linked into place would), so it
+    works on FAT and exFAT drives too. Raises _SourceUnreadable when ``source`` cannot be
+    opened (nothing is written then); a copy that fails half-way is removed.
+    """
+    try:
+        src = open(source, "rb")
+    except FileNotFoundError:
+        raise _SourceUnreadable("is gone since it was indexed") from None
+    except OSError as exc:
+        raise _SourceUnreadable(f"cannot be read ({exc.strerror})") from None
+    with src, open(destination, "xb") as out:
+        try:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            st = os.fstat(src.fileno())
+            os.chmod(out.fileno(), stat.S_IMODE(st.st_mode))
+            os.utime(out.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+        except BaseException:
+            os.unlink(destination)  # ours: created above, and not whole
+            raise
 
 
 def _unique(name: str, used: set[str]) -> str:

@@ -222,6 +222,7 @@ class _Discovery:
         self.exclude = _expand_globs(options.exclude)
         self.ignores = _IgnoreFiles(options.use_ignore_files)
         self.seen: set[str] = set()
+        self.unsearchable: set[str] = set()  # folders reported as such: nothing under them is
         self.own_index = _identity(index) if index else None
         self.index_dirs: dict[str, bool] = {}  # directory -> is it a bienc index
 
@@ -496,16 +497,18 @@ class _Discovery:
     def _skip(
         self, path: str, reason: str, *, error: bool = False, keep: str | None = None
     ) -> Iterator[Skipped]:
-        if path in self.seen:
-            return
+        if path in self.seen or (error and _under_any(path, self.unsearchable, stop=os.sep)):
+            return  # said already, or as part of the folder that could not be searched
         self.seen.add(path)
         yield Skipped(path=path, reason=reason, error=error, keep=keep)
 
     def _drain_ignore_problems(self) -> Iterator[Skipped]:
         while self.ignores.problems:
-            path, reason = self.ignores.problems.pop(0)
+            path, reason, keep = self.ignores.problems.pop(0)
             # Without its rules, files under it may look newly ignored: keep what was indexed.
-            yield from self._skip(path, reason, error=True, keep=os.path.dirname(path))
+            yield from self._skip(path, reason, error=True, keep=keep)
+            if path == keep:
+                self.unsearchable.add(path)
 
     # -- --include / --exclude -----------------------------------------------------------------
 
@@ -537,7 +540,8 @@ class _IgnoreFiles:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._specs: dict[str, pathspec.GitIgnoreSpec | None] = {}
-        self.problems: list[tuple[str, str]] = []  # unreadable ignore files, for the report
+        # what could not be read, for the report: (path, reason, where to keep what was indexed)
+        self.problems: list[tuple[str, str, str]] = []
 
     def chain_for_root(self, root: str) -> _Chain:
         """The chain for a walk from ``root``: its parents up to the git repo root, then itself.
@@ -581,11 +585,30 @@ class _IgnoreFiles:
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
-                    self.problems.append((path, f"ignore file unreadable: {_os_reason(exc)}"))
+                    if isinstance(exc, PermissionError) and _unsearchable(directory, name):
+                        # Nothing in the folder can be looked at, its ignore files (which may
+                        # not exist) no more than its documents: the folder's problem, named
+                        # as a folder root is.
+                        self.problems.append((directory, _os_reason(exc), directory))
+                        break
+                    reason = f"ignore file unreadable: {_os_reason(exc)}"
+                    self.problems.append((path, reason, directory))
                     continue
                 lines.extend(os.fsdecode(data).splitlines())
             self._specs[directory] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
         return self._specs[directory]
+
+
+def _unsearchable(directory: str, name: str) -> bool:
+    """Whether ``name`` in ``directory`` cannot even be examined: the folder is not searchable
+    (an unreadable file itself can be)."""
+    try:
+        os.stat(os.path.join(directory, name))
+    except PermissionError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def _parents_in_repo(root: str) -> list[str]:
