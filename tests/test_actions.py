@@ -492,14 +492,16 @@ def test_a_failed_link_leaves_the_file_and_undo_agrees(tree, tmp_path, monkeypat
 
 def test_a_link_that_cannot_be_put_in_place_is_rolled_back(tree, tmp_path, monkeypatch):
     before = snapshot(tree)
-    real_rename = os.rename
+    real_rename, real_link = os.rename, os.link
 
-    def no_link_in_place(src, dst):
+    def no_link_in_place(src, dst, **kwargs):
         if ".bienc-link-" in str(src):
             raise OSError(13, "Permission denied")
-        return real_rename(src, dst)
+        return (real_link if kwargs else real_rename)(src, dst, **kwargs)
 
+    # however the link is moved to its place (a hard link of the name, or a rename)
     monkeypatch.setattr(os, "rename", no_link_in_place)
+    monkeypatch.setattr(os, "link", no_link_in_place)
     report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "symlink")
     assert {o.status for o in report.outcomes} == {"failed"}
     assert snapshot(tree) == before  # originals back, no stray link
@@ -834,19 +836,19 @@ def test_undo_removes_only_the_folders_the_apply_made(tree, tmp_path):
 
 def test_a_move_across_file_systems_copies_checks_and_undoes(tree, tmp_path, monkeypatch):
     before = snapshot(tree)
-    real_rename = os.rename
+    real_link = os.link
 
-    def cross_device(src, dst):
-        if not str(src).endswith(".bienc-partial"):
+    def cross_device(src, dst, **kwargs):
+        if ".bienc-partial-" not in str(src):  # the copy is linked into place on its own side
             raise OSError(18, "Invalid cross-device link")
-        return real_rename(src, dst)
+        return real_link(src, dst, **kwargs)
 
-    monkeypatch.setattr(os, "rename", cross_device)
+    monkeypatch.setattr(os, "link", cross_device)
     report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "move", to=str(tmp_path / "d"))
     assert {o.status for o in report.outcomes} == {"done"}
     moved = snapshot(tmp_path / "d")
     assert moved["a/copy.txt"] == ("file", b"the original text\n")
-    assert not any(name.endswith(".bienc-partial") for name in moved)
+    assert not any(".bienc-partial" in name for name in moved)
     undo(Path(report.journal))
     assert snapshot(tree) == before and not snapshot(tmp_path / "d")
 
@@ -859,3 +861,48 @@ def test_a_journal_option_naming_another_file_is_refused(tree, tmp_path):
     with pytest.raises(UsageError, match="not a bienc dedup journal"):
         actions.apply_plan(plan, "delete", journal=notes)
     assert snapshot(tmp_path) == before  # nothing moved, nothing appended to notes.jsonl
+
+
+@pytest.mark.parametrize("action", ["move", "delete", "symlink"])
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_name_taken_after_it_was_chosen_is_never_replaced(
+    tree, tmp_path, monkeypatch, action, hard_links
+):
+    # free_name looks, then the move happens: a file planted at that name in between (by
+    # another program) must survive, and the duplicate stays where it was.
+    from bienc_cli.actions import apply as apply_module
+
+    real_free_name = apply_module.free_name
+    planted = []
+
+    def free_name_then_taken(path):
+        name = real_free_name(path)
+        name.parent.mkdir(parents=True, exist_ok=True)
+        name.write_bytes(b"planted meanwhile\n")
+        planted.append(name)
+        return name
+
+    monkeypatch.setattr(apply_module, "free_name", free_name_then_taken)
+    if not hard_links:  # a file system without hard links: the name is checked again
+
+        def no_hard_links(src, dst, **kwargs):
+            raise OSError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_hard_links)
+    before = snapshot(tree)
+    to = str(tmp_path / "d") if action == "move" else None
+    if action == "move":
+        monkeypatch.setattr(apply_module, "free_name", real_free_name)
+        (tmp_path / "d" / "a").mkdir(parents=True)
+        real_move = apply_module.move_file
+
+        def move_after_a_plant(src, dest):
+            dest.write_bytes(b"planted meanwhile\n")
+            planted.append(dest)
+            return real_move(src, dest)
+
+        monkeypatch.setattr(apply_module, "move_file", move_after_a_plant)
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), action, to=to)
+    assert {o.status for o in report.outcomes} == {"failed"}
+    assert planted and all(p.read_bytes() == b"planted meanwhile\n" for p in planted)
+    assert snapshot(tree) == before

@@ -232,20 +232,27 @@ def test_verify_finds_and_repair_rebuilds_the_onnx_export(sample_index, tmp_path
 
 
 def test_the_wheel_installs_and_runs_in_a_fresh_environment(sample_index, tmp_path):
-    # `pip install .` must ship every subpackage (an explicit `packages = ["bienc_cli"]`
-    # would ship none of them). The wheel goes into a new virtual environment that finds
+    # `pip install .` must ship every subpackage as a package (the old explicit
+    # `packages = ["bienc_cli"]` shipped them only as deprecated data files). The wheel goes into a new virtual environment that finds
     # bienc's dependencies through a .pth line to this one's site-packages, but not bienc.
+    import shutil
     import sysconfig
     import venv
 
     from tests.conftest import REPO
 
     _, root, _ = sample_index
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
+    source = tmp_path / "source"  # built from a copy: an in-tree build leaves build/ behind
+    shutil.copytree(
+        REPO, source,
+        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", "out"),
+    )  # fmt: skip
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(REPO)],
-        check=True, capture_output=True,
+         "-w", str(wheels), str(source)],
+        check=True, capture_output=True, env=env,
     )  # fmt: skip
     (wheel,) = wheels.glob("bienc-*.whl")
     env_dir = tmp_path / "fresh"
@@ -259,9 +266,8 @@ def test_the_wheel_installs_and_runs_in_a_fresh_environment(sample_index, tmp_pa
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--ignore-installed",
          "--no-index", "-q", str(wheel)],
-        check=True, capture_output=True,
+        check=True, capture_output=True, env=env,
     )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
     bienc_script = env_dir / "bin" / "bienc"
     version = subprocess.run(
         [bienc_script, "--version"], capture_output=True, text=True, env=env, cwd=tmp_path

@@ -250,7 +250,7 @@ def _replace_with_link(action: str, src: str, keeper: str, dest: Path, tmp: str)
         os.unlink(tmp)
         raise
     try:
-        os.rename(tmp, src)  # src is missing only between these two renames
+        move_file(tmp, Path(src))  # src is missing only between these two moves; never replaced
     except OSError:
         move_file(str(dest), Path(src))  # put the original back before reporting the failure
         os.unlink(tmp)

@@ -65,31 +65,80 @@ def missing_folders(folder: Path, root: Path, *, including_root: bool) -> list[s
 
 
 def move_file(src: str, dest: Path) -> None:
-    """Rename ``src`` to ``dest`` (parents created), copying across file systems; durable."""
+    """Move ``src`` to ``dest`` (parents created), copying across file systems; durable.
+
+    ``dest`` must not exist, and is never replaced: a file that appears there between the
+    choice of the name and the move (``free_name`` looks first) makes the move fail with
+    FileExistsError, leaving both files as they are. A rename would replace it silently, so
+    the file is hard-linked to its new name (which fails on an existing name) and then
+    unlinked from the old one; where hard links cannot be made (FAT, exFAT, some network
+    file systems, a source owned by another user under protected_hardlinks), the name is
+    checked again just before the rename.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.rename(src, dest)
+        os.link(src, dest, follow_symlinks=False)
     except OSError as exc:
-        if exc.errno != errno.EXDEV:
+        if exc.errno == errno.EXDEV:
+            _copy_across(src, dest)
+        elif exc.errno in _NO_HARD_LINKS:
+            _rename_unless_taken(src, dest)
+            _sync_both(src, dest)
+            return
+        else:
             raise
-        _copy_across(src, dest)
-        os.unlink(src)
+    os.unlink(src)
+    _sync_both(src, dest)
+
+
+# What link(2) says where a file system (or its policy) allows no hard link.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+
+
+def _rename_unless_taken(src: str, dest: Path) -> None:
+    if os.path.lexists(dest):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dest))
+    os.rename(src, dest)
+
+
+def _sync_both(src: str, dest: Path) -> None:
     sync_folder(dest.parent)
     sync_folder(Path(src).parent)
 
 
 def _copy_across(src: str, dest: Path) -> None:
-    partial = dest.with_name(dest.name + ".bienc-partial")
+    """Copy ``src`` to ``dest`` on another file system, verified, never onto an existing
+    name: the copy is made at a temporary name of its own (created exclusively, so a link
+    planted there is not followed) and then linked into place."""
+    partial = dest.with_name(f".{dest.name}.bienc-partial-{uuid.uuid4().hex[:8]}")
     if os.path.islink(src):
         os.symlink(os.readlink(src), partial)
     else:
-        shutil.copy2(src, partial)
-        with open(partial, "rb") as fh:
-            os.fsync(fh.fileno())
-        if file_sha256(partial) != file_sha256(src):
+        try:
+            with open(src, "rb") as source, open(partial, "xb") as out:
+                shutil.copyfileobj(source, out)
+                out.flush()
+                os.fsync(out.fileno())
+            shutil.copystat(src, partial)
+            if file_sha256(partial) != file_sha256(src):
+                raise OSError(errno.EIO, f"copy of {src} differs from the original")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+    try:
+        os.link(partial, dest, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
             os.unlink(partial)
-            raise OSError(errno.EIO, f"copy of {src} differs from the original")
-    os.rename(partial, dest)
+            raise
+        try:
+            _rename_unless_taken(str(partial), dest)
+        except OSError:
+            os.unlink(partial)
+            raise
+        return
+    os.unlink(partial)
 
 
 def atomic_write(path: Path, text: str) -> None:
