@@ -53,6 +53,8 @@ import numpy as np
 from bienc_cli.errors import UsageError
 from bienc_cli.inputs.documents import real_path
 from bienc_cli.store import generations as store
+from bienc_cli.util.paths import is_under
+from bienc_cli.util.text import shorten
 
 if TYPE_CHECKING:
     from bienc_cli.indexing.run import EncoderFactory, ProgressFn, RunReport
@@ -576,7 +578,7 @@ def open_corpus(
         yield _corpus(generation, generation.manifest["sources"]["roots"], reference)
         return
     roots = [_absolute(s) for s in request.sources] + [_absolute(p) for p in request.stdin_paths]
-    extra = [r for r in reference if not any(_under(r, root) for root in roots)]
+    extra = [r for r in reference if not any(is_under(r, root) for root in roots)]
     tmp = Path(tempfile.mkdtemp(prefix="bienc-dedup-"))
     try:
         report = run_index(
@@ -629,8 +631,8 @@ def _corpus(generation: store.Generation, roots: Sequence[str], reference: Seque
             length=int(length[doc_id]),
             n_chunks=data["n_chunks"][k],
             order=order[k],
-            reference=_under_any(data["path"][k], reference),
-            snippet=_snippet(data["text"][k]),
+            reference=any(is_under(data["path"][k], folder) for folder in reference),
+            snippet=shorten(data["text"][k], 200),
         )
         for k, doc_id in enumerate(docs.doc_ids)
     ]
@@ -687,24 +689,11 @@ def _root_ranker(roots: Sequence[str]) -> Callable[[str], int]:
             if glob.has_magic(root):
                 if fnmatch.fnmatch(path, root) or fnmatch.fnmatch(path, os.path.join(root, "*")):
                     return position
-            elif _under(path, root):
+            elif is_under(path, root):
                 return position
         return len(roots)
 
     return rank
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _under_any(path: str, roots: Sequence[str]) -> bool:
-    return any(_under(path, root) for root in roots)
-
-
-def _snippet(text: str | None, width: int = 200) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
 
 
 @dataclass
@@ -842,7 +831,7 @@ def summary(detection: Detection) -> dict[str, Any]:
     notes = [
         f"no compared document is under --reference {folder}"
         for folder in detection.options.reference
-        if not any(_under(r.path, folder) for r in detection.records)
+        if not any(is_under(r.path, folder) for r in detection.records)
     ]
     return {
         "notes": notes,
