@@ -35,13 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +47,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bienc_cli.errors import UsageError
+from bienc_cli.inputs import table_output
 from bienc_cli.inputs.documents import real_path
+from bienc_cli.inputs.tables import TableProblem
+from bienc_cli.store import documents as stored
 from bienc_cli.store import generations as store
 from bienc_cli.util.paths import is_under
 from bienc_cli.util.text import shorten
@@ -562,7 +561,8 @@ def open_corpus(
     roots (where actions may happen) are the sources alone. Without sources, the vectors
     stored in ``request.index`` are used and no model is loaded.
     """
-    from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
+    from bienc_cli.indexing.run import IndexRequest, IndexSettings
+    from bienc_cli.indexing.temporary import temporary_index
 
     reference = [_absolute(r) for r in reference]
     for folder in reference:
@@ -579,25 +579,20 @@ def open_corpus(
         return
     roots = [_absolute(s) for s in request.sources] + [_absolute(p) for p in request.stdin_paths]
     extra = [r for r in reference if not any(is_under(r, root) for root in roots)]
-    tmp = Path(tempfile.mkdtemp(prefix="bienc-dedup-"))
-    try:
-        report = run_index(
-            IndexRequest(
-                root=tmp / "index",
-                sources=[*request.sources, *extra],
-                stdin_paths=list(request.stdin_paths),
-                model=request.model,
-                options=request.index_options,
-                settings=IndexSettings(batch_size=request.batch_size),
-            ),
-            encoder_factory=encoder_factory,
-            progress=progress,
-        )
-        corpus = _corpus(store.open_index(tmp / "index"), roots, reference)
+    index_request = IndexRequest(
+        root=Path(),  # replaced by a temporary folder
+        sources=[*request.sources, *extra],
+        stdin_paths=list(request.stdin_paths),
+        model=request.model,
+        options=request.index_options,
+        settings=IndexSettings(batch_size=request.batch_size),
+    )
+    with temporary_index(
+        index_request, prefix="bienc-dedup-", encoder_factory=encoder_factory, progress=progress
+    ) as (report, generation):
+        corpus = _corpus(generation, roots, reference)
         corpus.index_report = report
         yield corpus
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _absolute(path: str) -> str:
@@ -606,18 +601,13 @@ def _absolute(path: str) -> str:
 
 def _corpus(generation: store.Generation, roots: Sequence[str], reference: Sequence[str]) -> Corpus:
     columns = ["path", "row_id", "kind", "doc_hash", "size", "mtime_ns", "n_chunks", "text"]
-    docs = store.document_vectors(generation, columns=columns)
-    extent = generation.read_sidecar(columns=["doc_id", "label", "char_end"])
-    extent = extent.group_by("doc_id").aggregate([("label", "min"), ("char_end", "max")])
-    length = dict(zip(extent["doc_id"].to_pylist(), extent["char_end_max"].to_pylist()))
-    first_label = dict(zip(extent["doc_id"].to_pylist(), extent["label_min"].to_pylist()))
-    table = docs.table
-    data = {name: table[name].to_pylist() for name in columns}
+    docs = stored.read_documents(generation, columns)
+    data = docs.columns
     data["path"] = [real_path(path) for path in data["path"]]
     root_rank = _root_ranker(roots)
     keys = []
-    for k, doc_id in enumerate(docs.doc_ids):
-        keys.append((root_rank(data["path"][k]), data["path"][k], first_label[doc_id]))
+    for k, label in enumerate(docs.first_labels):
+        keys.append((root_rank(data["path"][k]), data["path"][k], label))
     order = {k: rank for rank, k in enumerate(sorted(range(len(keys)), key=keys.__getitem__))}
     records = [
         DocRecord(
@@ -628,7 +618,7 @@ def _corpus(generation: store.Generation, roots: Sequence[str], reference: Seque
             doc_hash=data["doc_hash"][k],
             size=data["size"][k],
             mtime_ns=data["mtime_ns"][k],
-            length=int(length[doc_id]),
+            length=docs.lengths[k],
             n_chunks=data["n_chunks"][k],
             order=order[k],
             reference=any(is_under(data["path"][k], folder) for folder in reference),
@@ -657,19 +647,9 @@ def _chunk_lookup(
     cache: dict[int, np.ndarray] = {}
 
     def load() -> None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         ids = [doc_ids[k] for k in wanted]
-        table = generation.read_sidecar(columns=["vector_label", "doc_id"])
-        table = table.filter(pc.is_in(table["doc_id"], pa.array(ids, pa.string())))
-        vectors = store.row_vectors(generation, table["vector_label"].to_numpy())
-        position = {doc_id: k for k, doc_id in zip(wanted, ids)}
-        rows: dict[int, list[int]] = defaultdict(list)
-        for row, doc_id in enumerate(table["doc_id"].to_pylist()):
-            rows[position[doc_id]].append(row)
-        for k, selected in rows.items():
-            cache[k] = np.ascontiguousarray(vectors[selected], dtype=np.float32)
+        found = stored.chunk_vectors(generation, ids)
+        cache.update((k, found[doc_id]) for k, doc_id in zip(wanted, ids))
 
     def lookup(k: int) -> np.ndarray:
         if not cache:
@@ -907,7 +887,10 @@ def write_table_output(corpus: Corpus, detection: Detection, path: Path) -> Tabl
     removed_rows: list[dict[str, Any]] = []
     schemas = []
     for table in tables:
-        rows, schema = _read_rows(table, corpus.id_column)
+        try:
+            rows, schema = table_output.read_rows(table, corpus.id_column)
+        except (OSError, TableProblem) as exc:
+            raise UsageError(f"cannot read {table} again to write --output: {exc}") from exc
         schemas.append(schema)
         for row_id, row in rows:
             if len(tables) > 1:
@@ -919,78 +902,6 @@ def write_table_output(corpus: Corpus, detection: Detection, path: Path) -> Tabl
                 removed_rows.append(row | reason)
     schema = schemas[0] if len(tables) == 1 else None
     removed_path = removed_path_for(path)
-    _write_rows(kept_rows, path, schema)
-    _write_rows(removed_rows, removed_path, None)
+    table_output.write_rows(kept_rows, path, schema)
+    table_output.write_rows(removed_rows, removed_path, None)
     return TableOutput(str(path), str(removed_path), len(kept_rows), len(removed_rows), tables)
-
-
-def _read_rows(path: str, id_column: str | None) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
-    """(row id, row) of every row of a table, numbered exactly as `bienc index` numbers them."""
-    # tables.py gives the same row numbers and ids as indexing did.
-    from bienc_cli.inputs import tables as tables
-
-    out: list[tuple[str, dict[str, Any]]] = []
-    schema = None
-    try:
-        with open(path, "rb") as f:
-            if os.path.splitext(path)[1].lower() == ".parquet":
-                import pyarrow.parquet as pq
-
-                schema = pq.ParquetFile(f).schema_arrow
-                f.seek(0)
-            out = list(tables.table_rows(f, path, id_column))
-    except (OSError, tables.TableProblem) as exc:
-        raise UsageError(f"cannot read {path} again to write --output: {exc}") from exc
-    return out, schema
-
-
-def _write_rows(rows: list[dict[str, Any]], path: Path, schema: Any) -> None:
-    """Write rows as Parquet, JSON Lines or CSV (by suffix), through a temporary file."""
-    suffix = path.suffix.lower()
-    # a name of its own: never a file of the user's that happens to be called .out.csv.tmp
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        names = list(dict.fromkeys(k for row in rows for k in row))
-        if suffix in (".jsonl", ".ndjson"):
-            with open(tmp, "x", encoding="utf-8") as fh:
-                for row in rows:
-                    fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        elif suffix == ".csv":
-            import csv
-
-            with open(tmp, "x", encoding="utf-8", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=names)
-                writer.writeheader()
-                writer.writerows(rows)
-        else:
-            import pyarrow.parquet as pq
-
-            pq.write_table(_arrow_table(rows, names, schema), tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        from bienc_cli.errors import StorageError
-
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
-
-
-def _arrow_table(rows: list[dict[str, Any]], names: list[str], schema: Any) -> Any:
-    """Rows as an Arrow table: the source's schema when there is one, else inferred per column
-    (a column whose values do not share a type is written as text)."""
-    import pyarrow as pa
-
-    if schema is not None:
-        with contextlib.suppress(pa.ArrowException):
-            return pa.Table.from_pylist(rows, schema=schema)
-    columns = {}
-    for name in names:
-        values = [row.get(name) for row in rows]
-        try:
-            columns[name] = pa.array(values)
-        except (pa.ArrowException, TypeError, ValueError):
-            columns[name] = pa.array(
-                [None if v is None else json.dumps(v, default=str) for v in values], pa.string()
-            )
-    return pa.table(columns) if columns else pa.table({})
