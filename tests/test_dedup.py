@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
 from bienc_cli.dedup import detect as dedup
+from bienc_cli.dedup.calibrate import calibrate
+from bienc_cli.dedup.corpus import DedupRequest
 from bienc_cli.dedup.detect import DedupOptions, DocRecord
+from bienc_cli.dedup.records import calibration_record
+from bienc_cli.dedup.run import run_dedup
+from bienc_cli.dedup.tables import write_table_output
 from bienc_cli.errors import ExitStatus, UsageError
 
 runner = CliRunner()
@@ -312,7 +317,7 @@ def test_calibration_shows_the_nearest_neighbour_distribution():
     records = _records(400)
     records[5] = DocRecord("/c/dup", "/c/dup.txt", doc_hash="h0", order=5)
     vectors[5] = vectors[0]
-    calibration = dedup.calibrate(vectors, records, thresholds=(0.8, 0.9))
+    calibration = calibrate(vectors, records, thresholds=(0.8, 0.9))
     assert calibration.exact_copies == 1
     assert sum(count for _, _, count in calibration.bins) == 399
     sims = vectors @ vectors.T
@@ -320,7 +325,7 @@ def test_calibration_shows_the_nearest_neighbour_distribution():
     distinct = [i for i in range(400) if i != 5]
     exact = sims[np.ix_(distinct, distinct)].max(axis=1)
     assert np.allclose(np.sort(calibration.nearest), np.sort(exact), atol=1e-5)
-    record = dedup.calibration_record(calibration)
+    record = calibration_record(calibration)
     for example in record["thresholds"]:
         assert example["above"]["similarity"] >= example["threshold"]
         assert example["below"]["similarity"] < example["threshold"]
@@ -354,8 +359,8 @@ def test_run_dedup_indexes_sources_in_a_temporary_index(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    request = dedup.DedupRequest(sources=[str(dup_folder)])
-    run = dedup.run_dedup(request, DedupOptions(threshold=0.9))
+    request = DedupRequest(sources=[str(dup_folder)])
+    run = run_dedup(request, DedupOptions(threshold=0.9))
     [group] = run.detection.groups
     records = run.detection.records
     assert records[group.keeper].path.endswith("archive/starter-copy.md")  # first by path
@@ -373,13 +378,13 @@ def test_run_dedup_on_an_index_loads_no_model(dup_folder, fake_encoder, tmp_path
         raise AssertionError("dedup --index must not load a model")
 
     monkeypatch.setattr("bienc_cli.indexing.run.load_encoder", no_model)
-    run = dedup.run_dedup(dedup.DedupRequest(index=index), DedupOptions(threshold=0.9))
+    run = run_dedup(DedupRequest(index=index), DedupOptions(threshold=0.9))
     assert run.detection.duplicates == 2
     assert run.corpus.roots == [str(dup_folder)]
 
 
 def test_exact_and_reworded_copies_in_the_sample_corpus(sample_copy, fake_encoder):
-    run = dedup.run_dedup(dedup.DedupRequest(sources=[str(sample_copy)]), DedupOptions())
+    run = run_dedup(DedupRequest(sources=[str(sample_copy)]), DedupOptions())
     records = run.detection.records
     exact = [
         (records[g.keeper].path, records[m.index].path)
@@ -402,10 +407,10 @@ def test_table_output_drops_duplicate_rows(tmp_path, fake_encoder):
         {"id": "d", "text": "on the mat the cat sat", "n": 4},
     ]
     table.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    request = dedup.DedupRequest(sources=[str(table)], index_options={"id_column": "id"})
-    run = dedup.run_dedup(request, DedupOptions(threshold=0.9))
+    request = DedupRequest(sources=[str(table)], index_options={"id_column": "id"})
+    run = run_dedup(request, DedupOptions(threshold=0.9))
     out = tmp_path / "out" / "clean.parquet"
-    written = dedup.write_table_output(run.corpus, run.detection, out)
+    written = write_table_output(run.corpus, run.detection, out)
     assert (written.kept, written.removed) == (2, 2)
     kept = pq.read_table(out).to_pylist()
     assert [r["id"] for r in kept] == ["a", "b"] and kept[0]["n"] == 1
@@ -417,11 +422,11 @@ def test_table_output_drops_duplicate_rows(tmp_path, fake_encoder):
 
 
 def test_table_output_needs_table_rows(dup_folder, fake_encoder, tmp_path):
-    run = dedup.run_dedup(dedup.DedupRequest(sources=[str(dup_folder)]), DedupOptions())
+    run = run_dedup(DedupRequest(sources=[str(dup_folder)]), DedupOptions())
     with pytest.raises(UsageError, match="no table rows"):
-        dedup.write_table_output(run.corpus, run.detection, tmp_path / "x.parquet")
+        write_table_output(run.corpus, run.detection, tmp_path / "x.parquet")
     with pytest.raises(UsageError, match="parquet"):
-        dedup.write_table_output(run.corpus, run.detection, tmp_path / "x.xlsx")
+        write_table_output(run.corpus, run.detection, tmp_path / "x.xlsx")
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -555,8 +560,8 @@ def test_a_reference_folder_outside_the_sources_is_compared_too(dup_folder, tmp_
     reference = tmp_path / "canonical"
     reference.mkdir()
     (reference / "starter.md").write_text((dup_folder / "starter.md").read_text())
-    request = dedup.DedupRequest(sources=[str(dup_folder)])
-    run = dedup.run_dedup(request, DedupOptions(threshold=0.9, reference=(str(reference),)))
+    request = DedupRequest(sources=[str(dup_folder)])
+    run = run_dedup(request, DedupOptions(threshold=0.9, reference=(str(reference),)))
     [group] = run.detection.groups
     assert run.detection.records[group.keeper].path == str(reference / "starter.md")
     assert len(group.members) == 3
@@ -565,12 +570,12 @@ def test_a_reference_folder_outside_the_sources_is_compared_too(dup_folder, tmp_
 
 def test_input_checks(dup_folder, tmp_path, fake_encoder):
     with pytest.raises(UsageError, match="reference"):
-        dedup.run_dedup(
-            dedup.DedupRequest(sources=[str(dup_folder)]),
+        run_dedup(
+            DedupRequest(sources=[str(dup_folder)]),
             DedupOptions(reference=(str(tmp_path / "missing"),)),
         )
     with pytest.raises(UsageError, match="SOURCE"):
-        dedup.run_dedup(dedup.DedupRequest(index=tmp_path, model="other"), DedupOptions())
+        run_dedup(DedupRequest(index=tmp_path, model="other"), DedupOptions())
 
 
 def test_an_empty_folder_has_no_duplicates(tmp_path, fake_encoder):
@@ -588,10 +593,10 @@ def test_table_output_with_mixed_types_and_no_overwrite(tmp_path, fake_encoder):
         {"text": "a rocket went to the moon", "extra": [1, 2]},
     ]
     table.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = dedup.run_dedup(dedup.DedupRequest(sources=[str(table)]), DedupOptions())
+    run = run_dedup(DedupRequest(sources=[str(table)]), DedupOptions())
     with pytest.raises(UsageError, match="overwrite"):
-        dedup.write_table_output(run.corpus, run.detection, table)
-    written = dedup.write_table_output(run.corpus, run.detection, tmp_path / "clean.parquet")
+        write_table_output(run.corpus, run.detection, table)
+    written = write_table_output(run.corpus, run.detection, tmp_path / "clean.parquet")
     assert (written.kept, written.removed) == (2, 1)
     kept = pq.read_table(tmp_path / "clean.parquet").to_pylist()
     assert [r["text"] for r in kept] == ["the cat sat on the mat", "a rocket went to the moon"]
@@ -617,7 +622,7 @@ def test_real_model_finds_a_reworded_copy_and_not_a_neighbour(tmp_path):
         "A sourdough loaf needs a long, cool proof in the fridge overnight and a very hot "
         "oven with steam for the first twenty minutes of baking."
     )
-    run = dedup.run_dedup(dedup.DedupRequest(sources=[str(root)]), DedupOptions())
+    run = run_dedup(DedupRequest(sources=[str(root)]), DedupOptions())
     pairs = {
         frozenset(run.detection.records[i].path.rsplit("/", 1)[1] for i in (p.a, p.b))
         for p in run.detection.pairs
@@ -711,7 +716,7 @@ def test_the_copies_of_a_changed_keeper_still_form_a_group(dup_folder, fake_enco
     index = tmp_path / "idx"
     assert bienc("index", dup_folder, "--index", index, "-q").exit_code == 0
     (dup_folder / "archive" / "starter-copy.md").write_text("Now about something else.\n")
-    run = dedup.run_dedup(dedup.DedupRequest(index=index), DedupOptions(threshold=0.9))
+    run = run_dedup(DedupRequest(index=index), DedupOptions(threshold=0.9))
     records = run.detection.records
     [group] = run.detection.groups
     assert records[group.keeper].path.endswith("starter-reworded.txt")

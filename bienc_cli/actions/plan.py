@@ -23,7 +23,8 @@ from bienc_cli.actions.signing import key_path, mac, signing_key
 from bienc_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from bienc_cli.dedup.detect import Corpus, Detection
+    from bienc_cli.dedup.corpus import Corpus
+    from bienc_cli.dedup.detect import Detection
 
 PLAN_FORMAT = "bienc-dedup-plan"
 ACTIONS = ("move", "delete", "hardlink", "symlink")

@@ -1,7 +1,7 @@
 """`bienc dedup`: find exact and near-duplicate documents, report them or act on the files.
 
 Listed in bienc_cli.cli.main's table of commands; the library work is in
-bienc_cli.dedup.detect and bienc_cli.actions, the rendering in bienc_cli.ui.dedup.
+bienc_cli.dedup (run, records, tables) and bienc_cli.actions, the rendering in bienc_cli.ui.dedup.
 """
 
 from __future__ import annotations
@@ -208,7 +208,17 @@ def dedup(
     from bienc_cli.actions import paths as action_paths
     from bienc_cli.actions import plan as plans
     from bienc_cli.actions import undo as undoing
-    from bienc_cli.dedup import detect as dd
+    from bienc_cli.dedup.corpus import DedupRequest
+    from bienc_cli.dedup.detect import DEFAULT_THRESHOLD, DedupOptions
+    from bienc_cli.dedup.records import (
+        calibration_record,
+        group_records,
+        pair_records,
+        stale_records,
+        summary,
+    )
+    from bienc_cli.dedup.run import run_dedup
+    from bienc_cli.dedup.tables import check_output_path, write_table_output
     from bienc_cli.ui import dedup as ui_dedup
     from bienc_cli.ui import output as ui
 
@@ -247,34 +257,34 @@ def dedup(
             "`bienc index SOURCE --index DIR`, then `bienc dedup --index DIR`)"
         )
     if output is not None:
-        dd.check_output_path(output)
+        check_output_path(output)
     sources, stdin_paths = split_stdin(sources, null=null)
     index_options = source.options()
-    request = dd.DedupRequest(
+    request = DedupRequest(
         sources=sources,
         stdin_paths=stdin_paths,
         index=index_root(index_dir),
         model=model,
         index_options=index_options,
     )
-    options = dd.DedupOptions(
-        threshold=dd.DEFAULT_THRESHOLD if threshold is None else threshold,
+    options = DedupOptions(
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         keep=keep,
         reference=tuple(os.path.abspath(r) for r in reference or ()),
         neighbours=neighbours,
     )
     with ui.progress_bar(sys.stderr.isatty() and not quiet) as progress:
-        run = dd.run_dedup(request, options, calibrate_only=calibrate, progress=progress)
+        run = run_dedup(request, options, calibrate_only=calibrate, progress=progress)
     read_errors = run.corpus.index_report.errors if run.corpus.index_report else []
     for item in read_errors:
         error(f"{item.path}{'#' + item.row_id if item.row_id else ''}: {item.reason}")
     if run.calibration is not None:
-        ui_dedup.write_calibration(dd.calibration_record(run.calibration), fmt, sys.stdout)
+        ui_dedup.write_calibration(calibration_record(run.calibration), fmt, sys.stdout)
         raise typer.Exit(int(ExitStatus.PARTIAL if read_errors else ExitStatus.OK))
     detection = run.detection
     assert detection is not None
     status = ExitStatus.OK if detection.groups else ExitStatus.NO_RESULTS
-    stale = dd.stale_records(detection)
+    stale = stale_records(detection)
     for item in stale:
         # Always said (like read errors): the report below is smaller than the index implies.
         where = ui.display_path(item["path"]) + (f"#{item['row_id']}" if item["row_id"] else "")
@@ -286,7 +296,7 @@ def dedup(
         )
     notes = []
     if output is not None:
-        written = dd.write_table_output(run.corpus, detection, output)
+        written = write_table_output(run.corpus, detection, output)
         notes.append(
             f"wrote {written.kept} rows to {ui.display_path(written.path)}, and the "
             f"{written.removed} removed to {ui.display_path(written.removed_path)}"
@@ -318,17 +328,17 @@ def dedup(
             # nothing because the index is stale is not a success.
             actions.report_left_out(report, planned)
     if not quiet:
-        figures = dd.summary(detection)
+        figures = summary(detection)
         ui_dedup.write_dedup_summary(figures | {"notes": figures["notes"] + notes}, sys.stderr)
     if report is not None:
         _dedup_action_output(report, fmt, quiet)
         if report.problems:
             status = ExitStatus.PARTIAL
     elif pairs:
-        ui_dedup.write_dedup_pairs(dd.pair_records(detection), fmt, sys.stdout)
+        ui_dedup.write_dedup_pairs(pair_records(detection), fmt, sys.stdout)
     else:
         ui_dedup.write_dedup_groups(
-            dd.group_records(detection), fmt, sys.stdout, null=null, left_out=stale
+            group_records(detection), fmt, sys.stdout, null=null, left_out=stale
         )
     if read_errors or stale:
         status = ExitStatus.PARTIAL

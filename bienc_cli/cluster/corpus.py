@@ -4,7 +4,6 @@ SOURCES (read into a temporary index, deleted afterwards), with their texts and 
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,17 +155,15 @@ def cluster_sources(
     progress: ProgressFn | None = None,
 ) -> ClusterReport:
     """Index ``request.sources`` into a temporary index, cluster them, and delete the index."""
-    import dataclasses
-
-    from bienc_cli.indexing.run import run_index
+    from bienc_cli.indexing.temporary import temporary_index
 
     check_options(options)  # before encoding anything
-    with tempfile.TemporaryDirectory(prefix="bienc-cluster-") as folder:
-        request = dataclasses.replace(request, root=Path(folder) / "index", rebuild=False)
-        run = run_index(request, encoder_factory=encoder_factory, progress=progress)
+    with temporary_index(
+        request, prefix="bienc-cluster-", encoder_factory=encoder_factory, progress=progress
+    ) as (run, generation):
         if run.documents == 0:
             raise UsageError("found no text to cluster in the given sources")
-        report = cluster_index(request.root, options)
+        report = cluster_index(generation.root, options)
     report.skipped, report.notes = list(run.skipped), list(run.notes)
     return report
 

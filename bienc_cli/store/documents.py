@@ -1,0 +1,61 @@
+"""Document-level reads from a generation: per document its vector, the sidecar values of its
+first chunk, its extent, and its chunk vectors. Callers get lists and arrays, never Arrow
+tables, so pyarrow stays in the store."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bienc_cli.store import generations as store
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass
+class StoredDocuments:
+    """The documents of a generation, each at the same position in every field."""
+
+    doc_ids: list[str]
+    vectors: np.ndarray  # store.document_vectors: unit rows, float32
+    columns: dict[str, list[Any]]  # sidecar column -> the value of each document's first chunk
+    first_labels: list[int]  # the label of each document's first stored chunk (index order)
+    lengths: list[int]  # characters of extracted text: the end of the last chunk
+
+
+def read_documents(generation: store.Generation, columns: Sequence[str]) -> StoredDocuments:
+    """Every document of ``generation`` with these sidecar ``columns`` of its first chunk."""
+    docs = store.document_vectors(generation, columns=columns)
+    extent = generation.read_sidecar(columns=["doc_id", "label", "char_end"])
+    extent = extent.group_by("doc_id").aggregate([("label", "min"), ("char_end", "max")])
+    doc_ids = extent["doc_id"].to_pylist()
+    first_label = dict(zip(doc_ids, extent["label_min"].to_pylist()))
+    length = dict(zip(doc_ids, extent["char_end_max"].to_pylist()))
+    return StoredDocuments(
+        doc_ids=docs.doc_ids,
+        vectors=docs.vectors,
+        columns={name: docs.table[name].to_pylist() for name in columns},
+        first_labels=[first_label[doc_id] for doc_id in docs.doc_ids],
+        lengths=[int(length[doc_id]) for doc_id in docs.doc_ids],
+    )
+
+
+def chunk_vectors(generation: store.Generation, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """The stored chunk vectors of these documents, as unit rows, one array per document."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = generation.read_sidecar(columns=["vector_label", "doc_id"])
+    table = table.filter(pc.is_in(table["doc_id"], pa.array(list(doc_ids), pa.string())))
+    vectors = store.row_vectors(generation, table["vector_label"].to_numpy())
+    rows: dict[str, list[int]] = defaultdict(list)
+    for row, doc_id in enumerate(table["doc_id"].to_pylist()):
+        rows[doc_id].append(row)
+    return {
+        doc_id: np.ascontiguousarray(vectors[selected], dtype=np.float32)
+        for doc_id, selected in rows.items()
+    }
