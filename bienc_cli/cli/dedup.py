@@ -207,7 +207,7 @@ def dedup(
     from bienc_cli.actions import plan as plans
     from bienc_cli.actions import undo as undoing
     from bienc_cli.dedup import detect as dd
-    from bienc_cli.store import generations as store
+    from bienc_cli.store import layout
     from bienc_cli.ui import dedup as ui_dedup
     from bienc_cli.ui import output as ui
 
@@ -256,7 +256,7 @@ def dedup(
     request = dd.DedupRequest(
         sources=sources,
         stdin_paths=stdin_paths,
-        index=store.index_path(str(index_dir) if index_dir else None),
+        index=layout.index_path(str(index_dir) if index_dir else None),
         model=model,
         index_options=index_options,
     )

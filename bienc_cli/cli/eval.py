@@ -117,7 +117,7 @@ def eval_command(
     """
     from bienc_cli.evaluation.evaluate import EvalOptions, evaluate
     from bienc_cli.evaluation.judgements import Columns, load_eval_set
-    from bienc_cli.store import generations as store
+    from bienc_cli.store import layout
     from bienc_cli.ui import eval as ui_eval
 
     fmt = fmt or ("table" if sys.stdout.isatty() else "tsv")
@@ -147,7 +147,7 @@ def eval_command(
         ),
     )
     roots = (
-        [store.index_path(str(d)) for d in index_dirs] if index_dirs else [store.index_path(None)]
+        [layout.index_path(str(d)) for d in index_dirs] if index_dirs else [layout.index_path(None)]
     )
     options = EvalOptions(ks=ks, by=tuple(by or ()), ann=ann, target_recall=target_recall, ef=ef)
     report = evaluate(roots, eval_set, options)

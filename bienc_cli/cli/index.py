@@ -124,7 +124,7 @@ def index(
     --no-follow-symlinks set one back to its default. `bienc info` shows them.
     """
     from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
-    from bienc_cli.store import generations as store
+    from bienc_cli.store import layout
     from bienc_cli.ui import output as ui
 
     if null and "-" not in (sources or []):
@@ -143,7 +143,7 @@ def index(
         ],
     )
     request = IndexRequest(
-        root=store.index_path(str(index_dir) if index_dir else None),
+        root=layout.index_path(str(index_dir) if index_dir else None),
         sources=sources,
         stdin_paths=stdin_paths,
         model=model,

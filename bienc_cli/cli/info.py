@@ -21,10 +21,10 @@ def info(
 ) -> None:
     """Describe an index: model, counts, size, dates, and which sources changed since."""
     from bienc_cli.indexing.info import index_info
-    from bienc_cli.store import generations as store
+    from bienc_cli.store import layout
     from bienc_cli.ui import output as ui
 
-    data = index_info(store.index_path(str(index_dir) if index_dir else None), stale=not no_stale)
+    data = index_info(layout.index_path(str(index_dir) if index_dir else None), stale=not no_stale)
     if json_output:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:

@@ -75,7 +75,7 @@ def query(
     found, 1 if nothing was, as grep does.
     """
     from bienc_cli.query.search import QueryOptions, parse_where, search
-    from bienc_cli.store import generations as store
+    from bienc_cli.store import layout
     from bienc_cli.ui import output as ui
 
     if text is None:
@@ -97,7 +97,7 @@ def query(
         ef=ef,
         backend=backend,
     )
-    results = search(store.index_path(str(index_dir) if index_dir else None), queries, options)
+    results = search(layout.index_path(str(index_dir) if index_dir else None), queries, options)
     ui.write_hits(results, fmt, sys.stdout, null=null)
     sys.stdout.flush()
     found = any(results)

@@ -39,10 +39,10 @@ def verify(
     repair could not make it hold).
     """
     from bienc_cli.indexing.verify import repair_index, verify_index
-    from bienc_cli.store import generations as store
+    from bienc_cli.store import layout
     from bienc_cli.ui.output import escape_text
 
-    root = store.index_path(str(index_dir) if index_dir else None)
+    root = layout.index_path(str(index_dir) if index_dir else None)
     result = repair_index(root, wait=wait) if repair else verify_index(root)
     if json_output:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")

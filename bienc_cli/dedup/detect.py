@@ -53,6 +53,8 @@ import numpy as np
 from bienc_cli.errors import UsageError
 from bienc_cli.inputs.documents import real_path
 from bienc_cli.store import generations as store
+from bienc_cli.store.graph import knn, new_hnsw
+from bienc_cli.store.layout import index_path
 
 if TYPE_CHECKING:
     from bienc_cli.indexing.run import EncoderFactory, ProgressFn, RunReport
@@ -181,7 +183,7 @@ def near_pairs(
     rows = np.arange(n)
     k = min(neighbours + 1, n)  # + 1: a row finds itself
     while rows.size:
-        labels, sims = store.knn(graph, vectors[rows], k, live=n)
+        labels, sims = knn(graph, vectors[rows], k, live=n)
         labels = labels.astype(np.int64)
         hit = (sims >= threshold) & (labels != rows[:, None])
         found_i.append(np.repeat(rows, hit.sum(axis=1)))
@@ -203,7 +205,7 @@ def near_pairs(
 
 def _graph(vectors: np.ndarray):
     """An HNSW graph over ``vectors``, labelled by row number."""
-    graph = store.new_hnsw(
+    graph = new_hnsw(
         vectors.shape[1], len(vectors), M=_GRAPH_M, ef_construction=_GRAPH_EF_CONSTRUCTION
     )
     # Inserting from several threads makes the graph depend on timing. Up to a few thousand
@@ -489,7 +491,7 @@ def calibrate(
     partner = np.zeros(0, dtype=np.int64)
     if len(first) >= 2:
         distinct = np.ascontiguousarray(vectors[first], dtype=np.float32)
-        labels, _ = store.knn(_graph(distinct), distinct, 2, live=len(distinct))
+        labels, _ = knn(_graph(distinct), distinct, 2, live=len(distinct))
         labels = labels.astype(np.int64)
         itself = labels[:, 0] == np.arange(len(distinct))
         partner = np.where(itself, labels[:, 1], labels[:, 0])
@@ -572,7 +574,7 @@ def open_corpus(
                 "--model and the input options apply to SOURCE arguments; an index keeps "
                 "its own (re-index it with `bienc index` to change them)"
             )
-        generation = store.open_index(request.index or store.index_path(None))
+        generation = store.open_index(request.index or index_path(None))
         yield _corpus(generation, generation.manifest["sources"]["roots"], reference)
         return
     roots = [_absolute(s) for s in request.sources] + [_absolute(p) for p in request.stdin_paths]

@@ -41,6 +41,8 @@ from bienc_cli.inputs.readers import TableOptions, cannot_open, read_file
 from bienc_cli.inputs.sources import SourceOptions, discover, is_gone, may_exist
 from bienc_cli.inputs.tables import ROW_REPORT_LIMIT, is_table
 from bienc_cli.store import generations as store
+from bienc_cli.store import graph, layout, lock, sidecar
+from bienc_cli.store.cache import EmbeddingCache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -217,7 +219,7 @@ def run_index(
     root = request.root
     report = RunReport(index=str(root))
     check_request(request)
-    with store.write_lock(root, wait=request.wait):
+    with lock.write_lock(root, wait=request.wait):
         try:
             live = store.open_index(root)
         except IndexNotFound:
@@ -288,7 +290,7 @@ def run_index(
         elif live:
             report.documents = live.manifest["counts"]["documents"]
             report.chunks = live.live_count
-        store.EmbeddingCache(root, model.vector_space).clear()  # its vectors are published now
+        EmbeddingCache(root, model.vector_space).clear()  # its vectors are published now
     report.skipped.sort(key=lambda item: item.path)  # stable: a file's rows stay in order
     report.seconds = time.monotonic() - started
     return report
@@ -297,10 +299,10 @@ def run_index(
 def check_request(request: IndexRequest) -> None:
     """Refuse bad options before the lock is taken: a run refused here creates nothing.
 
-    Checked: the --index folder (see store.check_index_folder), --backend, the SOURCE
+    Checked: the --index folder (see layout.check_index_folder), --backend, the SOURCE
     arguments (they exist, and none is an index), and --overlap against the model.
     """
-    store.check_index_folder(request.root)
+    layout.check_index_folder(request.root)
     if request.backend is not None and request.backend not in BACKENDS:
         raise UsageError(
             f"unknown --backend {request.backend!r}; choose one of {', '.join(BACKENDS)}"
@@ -351,7 +353,7 @@ def _with_backend(
             f"index at {request.root} holds {_precision(held)} vectors; encoding with "
             f"--backend {backend} would mix in {_precision(backend)} ones: add --rebuild"
         )
-    folder = store.onnx_dir(request.root, model.fingerprint, backend)
+    folder = layout.onnx_dir(request.root, model.fingerprint, backend)
     return dataclasses.replace(model, backend=backend, onnx_dir=str(folder))
 
 
@@ -761,7 +763,7 @@ def _chunk_and_encode(
     if reused:
         labels = [reuse[rows[i].chunk_hash] for i in reused]
         vectors[reused] = store.row_vectors(previous.generation, labels)  # type: ignore[union-attr]
-    cache = store.EmbeddingCache(request.root, model.vector_space)
+    cache = EmbeddingCache(request.root, model.vector_space)
     cached = cache.load()
     from_cache = [
         i for i, r in enumerate(rows) if r.chunk_hash not in reuse and r.chunk_hash in cached
@@ -847,7 +849,7 @@ def _write(
     settings = request.settings
     old_manifest = previous.generation.manifest if previous else None
     next_label = old_manifest["counts"]["next_label"] if old_manifest else 0
-    kept = previous.table if previous else store.sidecar_schema().empty_table()
+    kept = previous.table if previous else sidecar.sidecar_schema().empty_table()
     removed_items: set[int] = set()  # the graph items of the chunks removed
     if previous and removed_ids:
         stored_ids = sorted(previous.stored_id[d] for d in removed_ids)
@@ -880,8 +882,8 @@ def _write(
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     documents = len(set(table["doc_id"].to_pylist()))
     manifest = {
-        "format": store.FORMAT,
-        "format_version": store.FORMAT_VERSION,
+        "format": layout.FORMAT,
+        "format_version": layout.FORMAT_VERSION,
         "bienc_version": __version__,
         "created_at": old_manifest["created_at"] if old_manifest else now,
         "updated_at": now,
@@ -895,7 +897,7 @@ def _write(
             "normalize": True,  # bienc stores unit vectors whatever the model does
             "backend": _query_backend(model),  # what queries use
             "backend_choice": model.backend,  # what the next run encodes with, unless told
-            "onnx_dir": str(store.onnx_dir(Path(), model.fingerprint, _query_backend(model))),
+            "onnx_dir": str(layout.onnx_dir(Path(), model.fingerprint, _query_backend(model))),
         },
         "chunking": {
             "tokenizer": "model",
@@ -1055,7 +1057,7 @@ def _new_graph(previous, table, new_items, vectors, model, settings):
     merged: dict[bytes, int] = {}
     same = {item: merged.setdefault(_vector_key(v), item) for item, v in zip(items, matrix)}
     distinct = [i for i, item in enumerate(items) if same[item] == item]
-    hnsw = store.new_hnsw(
+    hnsw = graph.new_hnsw(
         model.dim, len(distinct), M=settings.M, ef_construction=settings.ef_construction
     )
     if distinct:
@@ -1092,7 +1094,7 @@ def _restat(table: pa.Table, restat: dict[str, tuple[int, int]]) -> pa.Table:
 def _rows_table(rows: list[_Row], labels: list[int], vector_labels: list[int]) -> pa.Table:
     import pyarrow as pa
 
-    columns: dict[str, list[Any]] = {name: [] for name in store.sidecar_schema().names}
+    columns: dict[str, list[Any]] = {name: [] for name in sidecar.sidecar_schema().names}
     for label, vector_label, row in zip(labels, vector_labels, rows):
         doc, chunk = row.doc, row.chunk
         columns["label"].append(label)
@@ -1117,7 +1119,7 @@ def _rows_table(rows: list[_Row], labels: list[int], vector_labels: list[int]) -
         columns["meta"].append(
             _clean(json.dumps(doc.meta, ensure_ascii=False, default=str)) if doc.meta else None
         )
-    return pa.Table.from_pydict(columns, schema=store.sidecar_schema())
+    return pa.Table.from_pydict(columns, schema=sidecar.sidecar_schema())
 
 
 def _stored_doc_id(doc: Document) -> str:
