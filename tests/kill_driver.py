@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from bienc_cli.indexing import run as indexing
-from bienc_cli.indexing.run import IndexRequest, run_index
+from bienc_cli.indexing.request import IndexRequest
+from bienc_cli.indexing.run import run_index
 from bienc_cli.store import cache, layout
 from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder

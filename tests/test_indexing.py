@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bienc_cli.errors import IncompatibleIndex, UsageError
-from bienc_cli.indexing.run import IndexRequest, run_index
+from bienc_cli.indexing.request import IndexRequest
+from bienc_cli.indexing.run import run_index
 from bienc_cli.query.search import QueryOptions, search
 from bienc_cli.store import generations as store
 from bienc_cli.store import layout

@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
-from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
+from bienc_cli.indexing.request import IndexRequest, IndexSettings
+from bienc_cli.indexing.run import run_index
 from bienc_cli.indexing.verify import verify_index
 from bienc_cli.query.search import QueryOptions, search
 from bienc_cli.store import generations as store

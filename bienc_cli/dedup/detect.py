@@ -57,7 +57,7 @@ from bienc_cli.store.graph import knn, new_hnsw
 from bienc_cli.store.layout import index_path
 
 if TYPE_CHECKING:
-    from bienc_cli.indexing.run import EncoderFactory, ProgressFn, RunReport
+    from bienc_cli.indexing.request import EncoderFactory, ProgressFn, RunReport
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +416,7 @@ def _text_hashes(
     path: str, st: os.stat_result, table_options: tuple[tuple[str, ...], str | None]
 ) -> dict[str | None, str]:
     """The text hash of each document in the file now (by row id; None for a file)."""
-    from bienc_cli.indexing.run import text_hash
+    from bienc_cli.indexing.plan import text_hash
     from bienc_cli.inputs.documents import Document, FileEntry
     from bienc_cli.inputs.readers import TableOptions, read_file
 
@@ -562,7 +562,8 @@ def open_corpus(
     roots (where actions may happen) are the sources alone. Without sources, the vectors
     stored in ``request.index`` are used and no model is loaded.
     """
-    from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
+    from bienc_cli.indexing.request import IndexRequest, IndexSettings
+    from bienc_cli.indexing.run import run_index
 
     reference = [_absolute(r) for r in reference]
     for folder in reference:

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from bienc_cli.indexing.run import existing_roots, remembered_options
+from bienc_cli.indexing.plan import existing_roots, remembered_options
 from bienc_cli.inputs.documents import Skipped, real_path, stored_path
 from bienc_cli.inputs.sources import SourceOptions, discover
 from bienc_cli.store import generations as store

@@ -244,7 +244,8 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
 
     Returns the verification of the repaired index, with ``repaired`` saying what was done.
     """
-    from bienc_cli.indexing.run import IndexRequest, run_index
+    from bienc_cli.indexing.request import IndexRequest
+    from bienc_cli.indexing.run import run_index
 
     before = verify_index(root, check_model=False)
     if before.ok:
@@ -302,7 +303,8 @@ def _rebuild_export(root: Path, manifest: dict[str, Any]) -> None:
     import dataclasses
 
     from bienc_cli.encoding.encoder import rebuild_export
-    from bienc_cli.indexing.run import IndexRequest, choose_model
+    from bienc_cli.indexing.model_choice import choose_model
+    from bienc_cli.indexing.request import IndexRequest
 
     export = query_export(root, manifest)
     assert export is not None
