@@ -39,7 +39,8 @@ from bienc_cli.cluster.corpus import cluster_index  # noqa: E402
 
 def ensure_index(data: Path, index: Path, rebuild: bool) -> None:
     """Index the BBC folder once; encoding 2,225 articles takes minutes on a CPU."""
-    from bienc_cli.indexing.run import IndexRequest, run_index
+    from bienc_cli.indexing.request import IndexRequest
+    from bienc_cli.indexing.run import run_index
     from bienc_cli.store import generations as store
 
     if not rebuild:

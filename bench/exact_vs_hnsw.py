@@ -4,7 +4,7 @@
 
 Random unit vectors (384-d, as all-MiniLM-L6-v2), the index's defaults (M 16,
 ef_construction 200, ef 128) and a query's fetch of 50 chunks. "hnsw": loading the graph
-file and one knn_query; "exact": reading the vectors from the same file (store.graph_items,
+file and one knn_query; "exact": reading the vectors from the same file (graph.graph_items,
 as `bienc query` does) and a brute-force top 50; "get_items": the same vectors through
 hnswlib's get_items, which is why exact search does not use it. Files are in the page
 cache, as for a repeated query. Prints the CPU's vector extensions.
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from bienc_cli.store import generations as store
+from bienc_cli.store import graph, layout
 
 DIM, FETCH, EF, REPEAT = 384, 50, 128, 20
 
@@ -42,7 +43,7 @@ def main() -> None:
     for n in (1_000, 5_000, 10_000, 20_000, 50_000):
         vectors = rng.normal(size=(n, DIM)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        index = store.new_hnsw(DIM, n, M=16, ef_construction=200)
+        index = graph.new_hnsw(DIM, n, M=16, ef_construction=200)
         index.add_items(vectors, np.arange(n))
         generation = store.Generation(
             root=folder,
@@ -53,11 +54,11 @@ def main() -> None:
             },
         )
         generation.dir.mkdir()
-        index.save_index(str(generation.dir / store.VECTORS))
+        index.save_index(str(generation.dir / layout.VECTORS))
         query = vectors[:1] + 0.01
 
         hnsw = best_of(lambda g, q: g.load_hnsw().knn_query(q, k=FETCH), generation, query)
-        exact = best_of(lambda g, q: store.exact_knn(g.items(), q, FETCH), generation, query)
+        exact = best_of(lambda g, q: graph.exact_knn(g.items(), q, FETCH), generation, query)
         slow = best_of(
             lambda i, m: i.get_items(np.arange(m), return_type="numpy"), index, n, repeat=3
         )

@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 
 from bienc_cli.indexing import run as indexing
-from bienc_cli.indexing.run import IndexRequest, run_index
+from bienc_cli.indexing.request import IndexRequest
+from bienc_cli.indexing.run import run_index
+from bienc_cli.store import cache, layout
 from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder
 
@@ -33,11 +35,11 @@ def _cut_and_die(path: Path) -> None:
 
 
 def _install(stage: str) -> None:
-    checksums, rename, publish = store._checksums, os.rename, store.publish
-    remove_old, append = store._remove_old_generations, store.EmbeddingCache.append
+    checksums, rename, publish = store.checksums, os.rename, store.publish
+    remove_old, append = store._remove_old_generations, cache.EmbeddingCache.append
 
     def fake_checksums(folder, names):
-        target = {"vectors": store.VECTORS, "sidecar": store.SIDECAR, "lookup": store.LOOKUP}
+        target = {"vectors": layout.VECTORS, "sidecar": layout.SIDECAR, "lookup": layout.LOOKUP}
         if stage in target:
             _cut_and_die(folder / target[stage])
         return checksums(folder, names)
@@ -60,11 +62,11 @@ def _install(stage: str) -> None:
             os._exit(137)
         append(self, keys[len(keys) // 2 :], vectors[len(keys) // 2 :])
 
-    store._checksums = fake_checksums
+    store.checksums = fake_checksums
     store.os.rename = fake_rename
     store.publish = publish
     store._remove_old_generations = fake_remove_old
-    store.EmbeddingCache.append = fake_append
+    cache.EmbeddingCache.append = fake_append
 
 
 if __name__ == "__main__":

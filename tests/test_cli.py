@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus
 from bienc_cli.store import generations as store
+from bienc_cli.store import lock
 
 runner = CliRunner()
 
@@ -176,7 +177,7 @@ def test_exit_6_model_unavailable(tmp_path, corpus):
 
 
 def _hold(root, ready, seconds):
-    with store.write_lock(root, wait=None):
+    with lock.write_lock(root, wait=None):
         ready.set()
         time.sleep(seconds)
 

@@ -174,16 +174,19 @@ def test_int8_backend_indexes_queries_and_stays_near_fp32(sample_index, tmp_path
     import numpy as np
 
     from bienc_cli.store import generations as store
+    from bienc_cli.store import layout
 
     corpus, fp32_root, _ = sample_index
     root = tmp_path / "int8"
-    shutil.copytree(fp32_root / store.MODELS, root / store.MODELS)  # reuse the fp32 export
+    shutil.copytree(fp32_root / layout.MODELS, root / layout.MODELS)  # reuse the fp32 export
     result = bienc("index", corpus, "--index", root, "--backend", "onnx-int8", "--json", "-q")
     assert result.exit_code == 0, result.output
     manifest = store.open_index(root).manifest
     assert manifest["model"]["backend"] == "onnx-int8"
     fingerprint = manifest["model"]["fingerprint"]
-    meta = json.loads((root / store.MODELS / f"{fingerprint}-int8" / "bienc_onnx.json").read_text())
+    meta = json.loads(
+        (root / layout.MODELS / f"{fingerprint}-int8" / "bienc_onnx.json").read_text()
+    )
     assert meta["quantization"]["min_check_cosine"] >= 0.95
 
     query = bienc_process(

@@ -9,7 +9,8 @@ import numpy as np
 from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
-from bienc_cli.store import generations as store
+from bienc_cli.store import layout
+from bienc_cli.store.graph import exact_knn, graph_items, knn, live_labels, new_hnsw, unit_items
 
 runner = CliRunner()
 
@@ -46,32 +47,32 @@ def _clustered(rng, n_distinct, copies, dim=16):
 
 def test_top_hit_equals_exact_search_with_duplicate_clusters():
     """Seeded random small indexes with planted clusters of identical vectors: the top hit of
-    store.knn (what query and dedup use) has the exact search's score, for every query."""
+    knn (what query and dedup use) has the exact search's score, for every query."""
     for seed in range(30):
         rng = np.random.default_rng(seed)
         copies = rng.integers(50, 400, size=rng.integers(1, 4))
         vectors = _clustered(rng, int(rng.integers(5, 60)), copies)
         rng.shuffle(vectors)
-        graph = store.new_hnsw(vectors.shape[1], len(vectors), M=4, ef_construction=10)
+        graph = new_hnsw(vectors.shape[1], len(vectors), M=4, ef_construction=10)
         graph.add_items(vectors, np.arange(len(vectors)))
         graph.set_ef(1)
         queries = vectors[rng.integers(0, len(vectors), 20)] + rng.normal(
             scale=0.05, size=(20, vectors.shape[1])
         ).astype(np.float32)
-        _, found = store.knn(graph, queries, 1, live=len(vectors))
-        _, exact = store.exact_knn(store.unit_items(graph, np.arange(len(vectors))), queries, 1)
+        _, found = knn(graph, queries, 1, live=len(vectors))
+        _, exact = exact_knn(unit_items(graph, np.arange(len(vectors))), queries, 1)
         np.testing.assert_allclose(found[:, 0], exact[:, 0], atol=1e-5, err_msg=f"seed {seed}")
 
 
 def test_graph_items_read_the_file_as_hnswlib_does(tmp_path):
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(300, 24)).astype(np.float32)
-    graph = store.new_hnsw(24, 300, M=16, ef_construction=50)
+    graph = new_hnsw(24, 300, M=16, ef_construction=50)
     graph.add_items(vectors, np.arange(1000, 1300))
     for label in (1000, 1150, 1299):
         graph.mark_deleted(label)
-    path = tmp_path / store.VECTORS
+    path = tmp_path / layout.VECTORS
     graph.save_index(str(path))
-    labels, matrix = store.graph_items(path, 24)
-    assert sorted(labels.tolist()) == sorted(store.live_labels(graph))
+    labels, matrix = graph_items(path, 24)
+    assert sorted(labels.tolist()) == sorted(live_labels(graph))
     np.testing.assert_allclose(matrix, graph.get_items(labels, return_type="numpy"), atol=1e-6)

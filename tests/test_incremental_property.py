@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from bienc_cli.indexing import run as indexing
-from bienc_cli.indexing.run import IndexRequest, RunReport, run_index
+from bienc_cli.indexing.request import IndexRequest, RunReport
+from bienc_cli.indexing.run import run_index
 from bienc_cli.indexing.verify import verify_index
 from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus, ModelUnavailable, UsageError
-from bienc_cli.store import generations as store
+from bienc_cli.store import layout, lock
 
 runner = CliRunner()
 
@@ -112,17 +112,17 @@ def test_a_first_run_that_fails_under_the_lock_leaves_nothing(
 def test_a_failed_run_on_an_existing_index_keeps_its_lock(tmp_path, corpus, fake_encoder):
     index = tmp_path / "idx"
     assert bienc("index", corpus, "-i", index).exit_code == 0
-    with pytest.raises(RuntimeError), store.write_lock(index, wait=0):
+    with pytest.raises(RuntimeError), lock.write_lock(index, wait=0):
         raise RuntimeError("boom")
-    assert (index / store.LOCK).exists() and store.is_bienc_index(str(index))
+    assert (index / layout.LOCK).exists() and layout.is_bienc_index(str(index))
 
 
 def test_leftovers_of_a_killed_first_run_are_reusable(tmp_path, corpus, fake_encoder):
     index = tmp_path / "idx"
     (index / ".tmp-g000001-k3j_x9").mkdir(parents=True)
-    (index / ".tmp-g000001-k3j_x9" / store.VECTORS).write_bytes(b"partial")
-    (index / store.CACHE).mkdir()
-    (index / store.LOCK).write_text("4242\n")
+    (index / ".tmp-g000001-k3j_x9" / layout.VECTORS).write_bytes(b"partial")
+    (index / layout.CACHE).mkdir()
+    (index / layout.LOCK).write_text("4242\n")
     result = bienc("index", corpus, "-i", index)
     assert result.exit_code == 0, result.stderr
     assert sorted(os.listdir(index)) == ["CURRENT", "g000001", "lock"]
@@ -147,8 +147,8 @@ def test_only_bienc_leftovers_make_a_folder_an_index(tmp_path, names):
             (root / name).write_text(text)
     before = snapshot(root)
     with pytest.raises(UsageError, match="not a bienc index"):
-        store.check_index_folder(root)
-    with pytest.raises(UsageError), store.write_lock(root, wait=0):
+        layout.check_index_folder(root)
+    with pytest.raises(UsageError), lock.write_lock(root, wait=0):
         pass
     assert snapshot(root) == before
 
@@ -156,12 +156,12 @@ def test_only_bienc_leftovers_make_a_folder_an_index(tmp_path, names):
 def test_a_folder_holding_only_an_export_is_accepted(tmp_path, corpus, fake_encoder):
     """An ONNX export copied in ahead of the first run (to skip exporting again)."""
     index = tmp_path / "idx"
-    (index / store.MODELS / "abc").mkdir(parents=True)
-    (index / store.MODELS / "abc" / "bienc_onnx.json").write_text("{}")
-    store.check_index_folder(index)
-    (index / store.MODELS / "abc" / "bienc_onnx.json").unlink()
+    (index / layout.MODELS / "abc").mkdir(parents=True)
+    (index / layout.MODELS / "abc" / "bienc_onnx.json").write_text("{}")
+    layout.check_index_folder(index)
+    (index / layout.MODELS / "abc" / "bienc_onnx.json").unlink()
     with pytest.raises(UsageError):
-        store.check_index_folder(index)
+        layout.check_index_folder(index)
 
 
 def test_the_writer_removes_only_its_own_generations(tmp_path, corpus, fake_encoder):
@@ -195,8 +195,8 @@ def test_the_writer_removes_only_its_own_generations(tmp_path, corpus, fake_enco
     assert (index / ".tmp-g000060-abc").is_symlink()
     assert not leftover.exists()
     # numbered past the lookalike, the previous generation kept, the first one removed
-    assert (index / store.CURRENT).read_text().strip() == "g000052"
-    assert [p.name for p in store.generation_dirs(index)] == ["g000052", "g000051"]
+    assert (index / layout.CURRENT).read_text().strip() == "g000052"
+    assert [p.name for p in layout.generation_dirs(index)] == ["g000052", "g000051"]
     assert not (index / "g000001").exists()
 
 

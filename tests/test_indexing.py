@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from bienc_cli.errors import IncompatibleIndex, UsageError
-from bienc_cli.indexing.run import IndexRequest, run_index
+from bienc_cli.indexing.request import IndexRequest
+from bienc_cli.indexing.run import run_index
 from bienc_cli.query.search import QueryOptions, search
 from bienc_cli.store import generations as store
+from bienc_cli.store import layout
 from tests.conftest import make_cats_unreadable, make_folder_unreadable
 
 
@@ -417,13 +419,13 @@ def test_a_crashed_run_resumes_from_the_embedding_cache(tmp_path, fake_encoder, 
     monkeypatch.setattr(fake_encoder, "encode", crash_on_third_block)
     with pytest.raises(KeyboardInterrupt):
         _index(root, docs)
-    assert not (root / store.CURRENT).exists()  # nothing was published
+    assert not (root / layout.CURRENT).exists()  # nothing was published
     monkeypatch.setattr(fake_encoder, "encode", real_encode)
     before = fake_encoder.encoded
     report = _index(root, docs)
     assert report.chunks_resumed == 1024  # two blocks of 512 survived the crash
     assert fake_encoder.encoded - before == 1200 - 1024
-    assert not (root / store.CACHE).exists()  # published, so the cache is cleared
+    assert not (root / layout.CACHE).exists()  # published, so the cache is cleared
     hits = search(root, ["note 5 " + "about things " * 6], QueryOptions(k=1))[0]
     assert hits[0].path.endswith("d0005.txt") and hits[0].score > 0.999
 
@@ -537,7 +539,7 @@ def exporting_encoder(fake_encoder, monkeypatch):
 
 def _backend(root):
     model = store.open_index(root).manifest["model"]
-    exported = (root / store.MODELS / model["fingerprint"]).is_dir()
+    exported = (root / layout.MODELS / model["fingerprint"]).is_dir()
     return model["backend"], model["backend_choice"], exported
 
 
@@ -606,13 +608,13 @@ def test_real_model_exports_to_onnx_when_an_empty_index_gets_documents(tmp_path)
     docs, root = tmp_path / "docs", tmp_path / "idx"
     docs.mkdir()
     assert bienc("index", docs, "--index", root, "-q").exit_code == 0
-    assert not (root / store.MODELS).exists()  # nothing encoded, nothing exported yet
+    assert not (root / layout.MODELS).exists()  # nothing encoded, nothing exported yet
     (docs / "owls.txt").write_text("Owls hunt mice at night.\n")
     (docs / "bread.txt").write_text("Bread dough needs flour, water, salt and yeast.\n")
     result = bienc("index", "--index", root, "-q", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["backend"] == "onnx"
     model = store.open_index(root).manifest["model"]
     assert (model["backend"], model["backend_choice"]) == ("onnx", "auto")
-    assert is_onnx_export(root / store.MODELS / model["fingerprint"])
+    assert is_onnx_export(root / layout.MODELS / model["fingerprint"])
     hits = json.loads(bienc("query", "birds that hunt at night", "-i", root, "-f", "json").stdout)
     assert hits[0]["path"] == str(docs / "owls.txt")

@@ -119,3 +119,16 @@ def test_the_tree_shows_the_pipeline():
         assert role in subpackages
     flat = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert flat == ["__init__.py", "__main__.py", "errors.py"]
+
+
+def importers(module: str) -> set[str]:
+    """The bienc modules that import ``module`` or one of its submodules, at any depth."""
+    return {
+        name
+        for name, path in all_modules().items()
+        if any(m == module or m.startswith(module + ".") for m, _ in imported_names(path))
+    }
+
+
+def test_only_the_store_graph_imports_hnswlib():
+    assert importers("hnswlib") == {"bienc_cli.store.graph"}

@@ -109,7 +109,8 @@ def test_only_one_place_reads_bienc_model():
 @pytest.mark.parametrize("env", ["", None])
 def test_an_index_keeps_its_model_unless_bienc_model_names_another(tmp_path, monkeypatch, env):
     from bienc_cli.errors import IncompatibleIndex
-    from bienc_cli.indexing.run import IndexRequest, choose_model
+    from bienc_cli.indexing.model_choice import choose_model
+    from bienc_cli.indexing.request import IndexRequest
 
     own = describe_model("own", str(write_model(tmp_path / "own", {"pooling_mode": "cls"})))
     other = write_model(tmp_path / "other", {"pooling_mode": "mean"})

@@ -1,5 +1,5 @@
 """Identical vectors share one graph item (#14 item 16b): many identical items would trap
-the greedy HNSW search among them, so above store.EXACT_SEARCH_LIMIT a query could return k
+the greedy HNSW search among them, so above EXACT_SEARCH_LIMIT a query could return k
 wrong items. These tests patch the limit to 0 so that every search goes through the graph."""
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import pytest
 from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
-from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
+from bienc_cli.indexing.request import IndexRequest, IndexSettings
+from bienc_cli.indexing.run import run_index
 from bienc_cli.indexing.verify import verify_index
 from bienc_cli.query.search import QueryOptions, search
 from bienc_cli.store import generations as store
+from bienc_cli.store import layout
+from bienc_cli.store.graph import exact_knn, new_hnsw
 
 runner = CliRunner()
 TENNIS = "A note at the bottom of a very deep folder about tennis."
@@ -26,7 +29,7 @@ TENNIS = "A note at the bottom of a very deep folder about tennis."
 @pytest.fixture
 def graph_only(monkeypatch):
     """Every search through the graph, none exact."""
-    monkeypatch.setattr(store, "EXACT_SEARCH_LIMIT", 0)
+    monkeypatch.setattr("bienc_cli.store.graph.EXACT_SEARCH_LIMIT", 0)
 
 
 def _issue_corpus(tmp_path):
@@ -119,7 +122,7 @@ def test_top_hit_equals_exact_search_on_indexes_with_duplicate_clusters(
         queries = [" ".join(rng.choice(words, 3)) for _ in range(10)]
         found = search(index, queries, QueryOptions(k=1, chunks=True))
         candidates = store.chunk_vectors(generation)
-        _, exact = store.exact_knn(candidates, fake_encoder.encode(queries), 1)
+        _, exact = exact_knn(candidates, fake_encoder.encode(queries), 1)
         scores = [hits[0].score for hits in found]
         np.testing.assert_allclose(scores, exact[:, 0], atol=1e-5, err_msg=f"seed {seed}")
 
@@ -168,11 +171,11 @@ def _to_old_format(root):
     table = generation.read_sidecar()
     vectors = store.row_vectors(generation, table["vector_label"].to_numpy())
     labels = table["label"].to_pylist()
-    graph = store.new_hnsw(generation.dim, len(labels), M=16, ef_construction=200)
+    graph = new_hnsw(generation.dim, len(labels), M=16, ef_construction=200)
     graph.add_items(vectors, labels)
-    graph.save_index(str(generation.dir / store.VECTORS))
-    pq.write_table(table.drop_columns(["vector_label"]), generation.dir / store.SIDECAR)
-    with sqlite3.connect(generation.dir / store.LOOKUP) as db:
+    graph.save_index(str(generation.dir / layout.VECTORS))
+    pq.write_table(table.drop_columns(["vector_label"]), generation.dir / layout.SIDECAR)
+    with sqlite3.connect(generation.dir / layout.LOOKUP) as db:
         db.execute("DROP INDEX chunks_vector_label")
         db.execute("ALTER TABLE chunks DROP COLUMN vector_label")
     manifest = generation.manifest
@@ -181,8 +184,8 @@ def _to_old_format(root):
     for name, entry in manifest["files"].items():
         data = (generation.dir / name).read_bytes()
         entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    (generation.dir / store.MANIFEST).write_text(json.dumps(manifest))
-    assert "vector_label" not in pq.read_schema(generation.dir / store.SIDECAR).names
+    (generation.dir / layout.MANIFEST).write_text(json.dumps(manifest))
+    assert "vector_label" not in pq.read_schema(generation.dir / layout.SIDECAR).names
 
 
 @pytest.mark.parametrize("exact", [True, False], ids=["exact", "graph"])
@@ -190,7 +193,7 @@ def test_an_index_written_before_vector_labels_still_works(
     tmp_path, fake_encoder, monkeypatch, exact
 ):
     if not exact:
-        monkeypatch.setattr(store, "EXACT_SEARCH_LIMIT", 0)
+        monkeypatch.setattr("bienc_cli.store.graph.EXACT_SEARCH_LIMIT", 0)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     header = "Copied license header, all rights reserved.\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import time
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from bienc_cli.errors import IncompatibleIndex, IndexCorrupt, IndexLocked, IndexNotFound
+from bienc_cli.store import cache, graph, layout, lock, sidecar
 from bienc_cli.store import generations as store
 from tests.conftest import FakeEncoder
 
@@ -22,8 +24,8 @@ def _unit(rng, n, dim):
 
 def _manifest(dim, n):
     return {
-        "format": store.FORMAT,
-        "format_version": store.FORMAT_VERSION,
+        "format": layout.FORMAT,
+        "format_version": layout.FORMAT_VERSION,
         "model": {"dim": dim, "name": "fake", "path": "/nowhere", "fingerprint": "x"},
         "hnsw": {
             "space": "cosine",
@@ -40,17 +42,17 @@ def _manifest(dim, n):
 def _write(root, vectors, labels=None):
     n, dim = vectors.shape
     labels = list(range(n)) if labels is None else labels
-    hnsw = store.new_hnsw(dim, n, M=16, ef_construction=200)
+    hnsw = graph.new_hnsw(dim, n, M=16, ef_construction=200)
     hnsw.add_items(vectors, labels)
-    table = store.sidecar_schema().empty_table()
+    table = sidecar.sidecar_schema().empty_table()
     table = pa.Table.from_pylist(
         [
             {"label": label, "doc_id": f"d{label}", "path": f"/p/{label}", "text": "t"}
             for label in labels
         ],
-        schema=store.sidecar_schema(),
+        schema=sidecar.sidecar_schema(),
     )
-    with store.write_lock(root, wait=0):
+    with lock.write_lock(root, wait=0):
         return store.write_generation(root, hnsw, table, _manifest(dim, n))
 
 
@@ -67,11 +69,11 @@ def test_write_then_open_round_trip(tmp_path):
     assert generation.dir == gen_dir
     assert generation.manifest["generation"] == 1
     files = generation.manifest["files"]
-    assert set(files) == {store.VECTORS, store.SIDECAR, store.LOOKUP}
-    assert files[store.VECTORS]["bytes"] == (gen_dir / store.VECTORS).stat().st_size
+    assert set(files) == {layout.VECTORS, layout.SIDECAR, layout.LOOKUP}
+    assert files[layout.VECTORS]["bytes"] == (gen_dir / layout.VECTORS).stat().st_size
     index = generation.load_hnsw()
     assert index.ef == 64  # restored from the manifest
-    labels, sims = store.knn(index, vectors[:3], 1, live=50)
+    labels, sims = graph.knn(index, vectors[:3], 1, live=50)
     assert labels[:, 0].tolist() == [0, 1, 2]
     assert np.allclose(sims[:, 0], 1.0, atol=1e-5)  # similarity, not distance
 
@@ -83,7 +85,7 @@ def test_hnsw_agrees_with_exact_search(tmp_path):
     _write(tmp_path / "idx", vectors)
     index = store.open_index(tmp_path / "idx").load_hnsw()
     index.set_ef(200)
-    labels, sims = store.knn(index, queries, 10, live=2000)
+    labels, sims = graph.knn(index, queries, 10, live=2000)
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(labels.tolist(), exact.tolist())])
     assert recall >= 0.98
@@ -97,7 +99,7 @@ def test_k_is_clamped_to_live_items(tmp_path):
     _write(tmp_path / "idx", vectors)
     index = store.open_index(tmp_path / "idx").load_hnsw()
     index.mark_deleted(0)
-    labels, _ = store.knn(index, vectors[:1], 100, live=4)
+    labels, _ = graph.knn(index, vectors[:1], 100, live=4)
     assert labels.shape == (1, 4) and 0 not in labels[0]
 
 
@@ -111,7 +113,7 @@ def test_knn_answers_where_the_graph_strands_near_identical_vectors():
     query = encoder.encode(["version 3 of document 7"])
     failures = 0
     for seed in range(6):
-        index = store.new_hnsw(384, 400, M=16, ef_construction=200)
+        index = graph.new_hnsw(384, 400, M=16, ef_construction=200)
         index.set_num_threads(1)
         order = np.random.default_rng(seed).permutation(400)
         index.add_items(vectors[order], order)
@@ -121,7 +123,7 @@ def test_knn_answers_where_the_graph_strands_near_identical_vectors():
             index.knn_query(query, k=200)
         except RuntimeError:
             failures += 1
-        labels, sims = store.knn(index, query, 200, live=399)
+        labels, sims = graph.knn(index, query, 200, live=399)
         scores = (query @ vectors.T)[0]
         scores[order[0]] = -np.inf  # deleted
         found = labels[0].astype(np.int64)
@@ -149,38 +151,38 @@ def test_knn_falls_back_to_exact_search_over_live_items():
     rng = np.random.default_rng(5)
     vectors = _unit(rng, 600, 16)
     queries = _unit(rng, 300, 16)  # more than one fallback block
-    index = store.new_hnsw(16, 600, M=8, ef_construction=50)
+    index = graph.new_hnsw(16, 600, M=8, ef_construction=50)
     index.add_items(vectors, np.arange(600))
     for label in (0, 1, 2):
         index.mark_deleted(label)
     scores = queries @ vectors.T
     scores[:, :3] = -np.inf
-    labels, sims = store.knn(_Stranded(index), queries, 5, live=597)
+    labels, sims = graph.knn(_Stranded(index), queries, 5, live=597)
     assert labels.astype(np.int64).tolist() == np.argsort(-scores, axis=1)[:, :5].tolist()
     assert np.allclose(sims, np.sort(scores, axis=1)[:, ::-1][:, :5], atol=1e-5)
 
     odd = lambda label: label % 2 == 1  # noqa: E731
-    labels, _ = store.knn(_Stranded(index), queries[:4], 5, live=298, filter=odd)
+    labels, _ = graph.knn(_Stranded(index), queries[:4], 5, live=298, filter=odd)
     assert labels.shape == (4, 5) and all(int(label) % 2 for label in labels.ravel())
 
 
 def test_knn_without_fallback_reports_what_the_graph_could_not_find():
     rng = np.random.default_rng(6)
     vectors = _unit(rng, 100, 16)
-    index = store.new_hnsw(16, 100, M=8, ef_construction=50)
+    index = graph.new_hnsw(16, 100, M=8, ef_construction=50)
     index.add_items(vectors, np.arange(100))
     index.set_ef(20)
-    labels, sims = store.knn(_Stranded(index), vectors[:3], 5, live=100, fallback=False)
-    assert (labels == store.NOT_FOUND).all() and np.isneginf(sims).all()
+    labels, sims = graph.knn(_Stranded(index), vectors[:3], 5, live=100, fallback=False)
+    assert (labels == graph.NOT_FOUND).all() and np.isneginf(sims).all()
     assert index.ef == 20  # measured at the ef asked for, not a widened one
 
 
 def test_live_labels_leaves_out_deleted_items():
-    index = store.new_hnsw(4, 5000, M=8, ef_construction=20)
+    index = graph.new_hnsw(4, 5000, M=8, ef_construction=20)
     index.add_items(np.random.default_rng(0).random((5000, 4), dtype=np.float32))
     for label in (3, 4096, 4999):
         index.mark_deleted(label)
-    assert store.live_labels(index) == [i for i in range(5000) if i not in (3, 4096, 4999)]
+    assert graph.live_labels(index) == [i for i in range(5000) if i not in (3, 4096, 4999)]
 
 
 def test_new_generation_replaces_old_and_keeps_one_previous(tmp_path):
@@ -188,7 +190,7 @@ def test_new_generation_replaces_old_and_keeps_one_previous(tmp_path):
     root = tmp_path / "idx"
     for _ in range(4):
         _write(root, _unit(rng, 10, 8))
-    assert (root / store.CURRENT).read_text().strip() == "g000004"
+    assert (root / layout.CURRENT).read_text().strip() == "g000004"
     assert sorted(p.name for p in root.glob("g*")) == ["g000003", "g000004"]
 
 
@@ -200,9 +202,9 @@ def test_the_live_generation_is_kept_not_one_that_was_never_published(tmp_path):
     _write(root, _unit(rng, 10, 8))
     # a run killed between renaming its folder into place and publishing it
     shutil.copytree(root / "g000001", root / "g000002")
-    assert (root / store.CURRENT).read_text().strip() == "g000001"
+    assert (root / layout.CURRENT).read_text().strip() == "g000001"
     _write(root, _unit(rng, 10, 8))
-    assert (root / store.CURRENT).read_text().strip() == "g000003"
+    assert (root / layout.CURRENT).read_text().strip() == "g000003"
     assert sorted(p.name for p in root.glob("g*")) == ["g000001", "g000003"]
 
 
@@ -210,7 +212,7 @@ def test_next_write_removes_exports_killed_midway(tmp_path):
     rng = np.random.default_rng(3)
     root = tmp_path / "idx"
     _write(root, _unit(rng, 10, 8))
-    models = root / store.MODELS
+    models = root / layout.MODELS
     export = models / "abc123"
     killed = [models / ".abc123.tmp-x1y2", models / ".abc123-int8.tmp-z3", models / ".abc.old-q"]
     for folder in (export, *killed):
@@ -252,9 +254,9 @@ def test_interrupted_write_leaves_previous_generation(tmp_path, monkeypatch):
 def test_other_format_version_is_incompatible(tmp_path):
     rng = np.random.default_rng(6)
     gen_dir = _write(tmp_path / "idx", _unit(rng, 3, 8))
-    manifest = json.loads((gen_dir / store.MANIFEST).read_text())
+    manifest = json.loads((gen_dir / layout.MANIFEST).read_text())
     manifest["format_version"] = 99
-    (gen_dir / store.MANIFEST).write_text(json.dumps(manifest))
+    (gen_dir / layout.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(IncompatibleIndex, match="format version 99"):
         store.open_index(tmp_path / "idx")
 
@@ -262,14 +264,14 @@ def test_other_format_version_is_incompatible(tmp_path):
 def test_truncated_graph_is_reported_as_corrupt(tmp_path):
     rng = np.random.default_rng(7)
     gen_dir = _write(tmp_path / "idx", _unit(rng, 30, 8))
-    data = (gen_dir / store.VECTORS).read_bytes()
-    (gen_dir / store.VECTORS).write_bytes(data[: len(data) // 3])
+    data = (gen_dir / layout.VECTORS).read_bytes()
+    (gen_dir / layout.VECTORS).write_bytes(data[: len(data) // 3])
     with pytest.raises(IndexCorrupt):
         store.open_index(tmp_path / "idx").load_hnsw()
 
 
 def _hold_lock(root, ready, seconds):
-    with store.write_lock(root, wait=None):
+    with lock.write_lock(root, wait=None):
         ready.set()
         time.sleep(seconds)
 
@@ -282,10 +284,10 @@ def test_second_writer_waits_or_gives_up(tmp_path):
     try:
         assert ready.wait(10)
         with pytest.raises(IndexLocked, match="another bienc process"):
-            with store.write_lock(root, wait=0):
+            with lock.write_lock(root, wait=0):
                 pass
         started = time.monotonic()
-        with store.write_lock(root, wait=30):  # waits for the holder to finish
+        with lock.write_lock(root, wait=30):  # waits for the holder to finish
             assert time.monotonic() - started > 0.2
     finally:
         holder.join()
@@ -294,15 +296,15 @@ def test_second_writer_waits_or_gives_up(tmp_path):
 def test_document_vectors_are_token_weighted_means(tmp_path):
     rng = np.random.default_rng(8)
     vectors = _unit(rng, 3, 8)
-    hnsw = store.new_hnsw(8, 3, M=16, ef_construction=100)
+    hnsw = graph.new_hnsw(8, 3, M=16, ef_construction=100)
     hnsw.add_items(vectors, [0, 1, 2])
     rows = [
         {"label": 0, "doc_id": "b", "chunk": 0, "n_tokens": 30, "path": "/b"},
         {"label": 1, "doc_id": "a", "chunk": 0, "n_tokens": 10, "path": "/a"},
         {"label": 2, "doc_id": "b", "chunk": 1, "n_tokens": 10, "path": "/b"},
     ]
-    table = pa.Table.from_pylist(rows, schema=store.sidecar_schema())
-    with store.write_lock(tmp_path / "idx", wait=0):
+    table = pa.Table.from_pylist(rows, schema=sidecar.sidecar_schema())
+    with lock.write_lock(tmp_path / "idx", wait=0):
         store.write_generation(tmp_path / "idx", hnsw, table, _manifest(8, 3))
     docs = store.document_vectors(store.open_index(tmp_path / "idx"), columns=["path"])
     assert docs.doc_ids == ["a", "b"] and docs.table["path"].to_pylist() == ["/a", "/b"]
@@ -322,3 +324,21 @@ def test_lookup_matches_the_sidecar(tmp_path):
     assert generation.lookup(range(1500)).keys() == set(range(1500))  # more than SQLite's 999
     scanned = [tuple(r) for r in generation.scan_lookup(("label", "doc_id"))]
     assert scanned == [(i, f"d{i}") for i in range(2000)]
+
+
+def test_a_damaged_cache_shard_is_logged_and_the_others_kept(tmp_path, caplog):
+    embeddings = cache.EmbeddingCache(tmp_path, "fp")
+    embeddings.append(["a"], np.ones((1, 3), np.float32))
+    damaged = embeddings.dir / "0-damaged.npz"
+    damaged.write_bytes(b"not a shard")
+    with caplog.at_level(logging.WARNING, logger="bienc_cli.store.cache"):
+        vectors = embeddings.load()
+    assert list(vectors) == ["a"]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert str(damaged) in caplog.records[0].getMessage()
+
+
+def test_the_layout_comment_names_every_file_of_an_index():
+    names = [layout.CURRENT, layout.LOCK, layout.VECTORS, layout.SIDECAR, layout.LOOKUP]
+    names += [layout.MANIFEST, f"{layout.MODELS}/", f"{layout.CACHE}/", layout.TMP_CURRENT]
+    assert [n for n in names if n not in layout.__doc__] == []

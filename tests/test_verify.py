@@ -12,6 +12,7 @@ from bienc_cli.cli.main import app
 from bienc_cli.encoding.onnx_folder import is_onnx_export
 from bienc_cli.errors import ExitStatus
 from bienc_cli.store import generations as store
+from bienc_cli.store import layout
 
 runner = CliRunner()
 
@@ -40,9 +41,9 @@ def test_flipped_byte_is_found_and_repaired(tmp_path, corpus, fake_encoder):
     (corpus / "extra.txt").write_text("An extra document about lighthouses and the sea.")
     _index(root, corpus)  # generation 2; generation 1 is kept
     live = store.open_index(root).dir
-    data = bytearray((live / store.VECTORS).read_bytes())
+    data = bytearray((live / layout.VECTORS).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (live / store.VECTORS).write_bytes(bytes(data))
+    (live / layout.VECTORS).write_bytes(bytes(data))
     result = bienc("verify", "--index", root)
     assert result.exit_code == ExitStatus.NO_INDEX
     assert "FAIL file vectors.hnsw: sha256 does not match" in result.stdout
@@ -56,7 +57,7 @@ def test_flipped_byte_is_found_and_repaired(tmp_path, corpus, fake_encoder):
 def test_missing_current_is_repaired(tmp_path, corpus, fake_encoder):
     root = tmp_path / "idx"
     _index(root, corpus)
-    (root / store.CURRENT).unlink()
+    (root / layout.CURRENT).unlink()
     assert bienc("verify", "--index", root).exit_code == ExitStatus.NO_INDEX
     assert bienc("query", "cats", "--index", root).exit_code == ExitStatus.NO_INDEX
     assert bienc("verify", "--index", root, "--repair").exit_code == 0
@@ -67,7 +68,7 @@ def test_every_generation_damaged_rebuilds_from_sources(tmp_path, corpus, fake_e
     root = tmp_path / "idx"
     _index(root, corpus)
     live = store.open_index(root).dir
-    (live / store.SIDECAR).write_bytes(b"not parquet")
+    (live / layout.SIDECAR).write_bytes(b"not parquet")
     result = bienc("verify", "--index", root, "--repair", "--json")
     data = json.loads(result.stdout)
     assert (
@@ -105,7 +106,7 @@ def test_verify_without_index(tmp_path):
 
 def _say_queries_use(root, backend):
     """Edit the live manifest as an index whose model exported would have written it."""
-    path = store.open_index(root).dir / store.MANIFEST
+    path = store.open_index(root).dir / layout.MANIFEST
     manifest = json.loads(path.read_text())
     manifest["model"]["backend"] = backend
     path.write_text(json.dumps(manifest))
@@ -147,5 +148,5 @@ def test_repair_exports_the_model_again(tmp_path, corpus, fake_encoder, monkeypa
     assert "exported the model to ONNX again" in result.stdout
     (model,) = exported
     assert model.backend == "onnx" and model.onnx_dir == str(
-        store.onnx_dir(root, store.open_index(root).manifest["model"]["fingerprint"], "onnx")
+        layout.onnx_dir(root, store.open_index(root).manifest["model"]["fingerprint"], "onnx")
     )

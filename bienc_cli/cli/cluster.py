@@ -182,7 +182,7 @@ def cluster(
     from bienc_cli.cluster.algorithms import ClusterOptions
     from bienc_cli.cluster.corpus import cluster_index, cluster_sources
     from bienc_cli.cluster.organize import organize
-    from bienc_cli.indexing.run import IndexRequest
+    from bienc_cli.indexing.request import IndexRequest
     from bienc_cli.ui import cluster as ui_cluster
     from bienc_cli.ui import output as ui
 

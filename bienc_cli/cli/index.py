@@ -124,7 +124,8 @@ def index(
     --no-include, --no-exclude, --no-text-column, --no-id-column, --no-hidden, --ignore and
     --no-follow-symlinks set one back to its default. `bienc info` shows them.
     """
-    from bienc_cli.indexing.run import IndexRequest, IndexSettings, run_index
+    from bienc_cli.indexing.request import IndexRequest, IndexSettings
+    from bienc_cli.indexing.run import run_index
     from bienc_cli.ui import output as ui
 
     if null and "-" not in (sources or []):

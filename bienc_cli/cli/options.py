@@ -58,9 +58,9 @@ def index_root(index_dir: Path | None) -> Path:
     Refused (UsageError) when its name is not UTF-8: ONNX Runtime and hnswlib open the
     index's files by a str name that must encode to UTF-8, so such an index could be neither
     written nor read (source files with such names are fine)."""
-    from bienc_cli.store import generations as store
+    from bienc_cli.store.layout import index_path
 
-    root = store.index_path(str(index_dir) if index_dir else None)
+    root = index_path(str(index_dir) if index_dir else None)
     try:
         os.fsencode(str(root.absolute())).decode("utf-8")
     except UnicodeDecodeError:

@@ -16,7 +16,7 @@ from bienc_cli.util.text import shorten
 if TYPE_CHECKING:
     import numpy as np
 
-    from bienc_cli.indexing.run import IndexRequest, ProgressFn
+    from bienc_cli.indexing.request import IndexRequest, ProgressFn
     from bienc_cli.query.search import EncoderFactory
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from bienc_cli.dedup.detect import DocRecord, exact_classes, neighbour_graph
-from bienc_cli.store import generations as store
+from bienc_cli.store.graph import knn
 
 
 @dataclass
@@ -45,7 +45,7 @@ def calibrate(
     partner = np.zeros(0, dtype=np.int64)
     if len(first) >= 2:
         distinct = np.ascontiguousarray(vectors[first], dtype=np.float32)
-        labels, _ = store.knn(neighbour_graph(distinct), distinct, 2, live=len(distinct))
+        labels, _ = knn(neighbour_graph(distinct), distinct, 2, live=len(distinct))
         labels = labels.astype(np.int64)
         itself = labels[:, 0] == np.arange(len(distinct))
         partner = np.where(itself, labels[:, 1], labels[:, 0])

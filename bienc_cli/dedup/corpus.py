@@ -17,6 +17,7 @@ from bienc_cli.errors import UsageError
 from bienc_cli.inputs.documents import real_path
 from bienc_cli.store import documents as stored
 from bienc_cli.store import generations as store
+from bienc_cli.store.layout import index_path
 from bienc_cli.util.paths import is_under
 from bienc_cli.util.text import shorten
 
@@ -78,7 +79,7 @@ def open_corpus(
                 "--model and the input options apply to SOURCE arguments; an index keeps "
                 "its own (re-index it with `bienc index` to change them)"
             )
-        generation = store.open_index(request.index or store.index_path(None))
+        generation = store.open_index(request.index or index_path(None))
         yield _corpus(generation, generation.manifest["sources"]["roots"], reference)
         return
     roots = [_absolute(s) for s in request.sources] + [_absolute(p) for p in request.stdin_paths]

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from bienc_cli.errors import UsageError
-from bienc_cli.store import generations as store
+from bienc_cli.store.graph import knn, new_hnsw
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def near_pairs(
     rows = np.arange(n)
     k = min(neighbours + 1, n)  # + 1: a row finds itself
     while rows.size:
-        labels, sims = store.knn(graph, vectors[rows], k, live=n)
+        labels, sims = knn(graph, vectors[rows], k, live=n)
         labels = labels.astype(np.int64)
         hit = (sims >= threshold) & (labels != rows[:, None])
         found_i.append(np.repeat(rows, hit.sum(axis=1)))
@@ -193,7 +193,7 @@ def near_pairs(
 
 def neighbour_graph(vectors: np.ndarray):
     """An HNSW graph over ``vectors``, labelled by row number."""
-    graph = store.new_hnsw(
+    graph = new_hnsw(
         vectors.shape[1], len(vectors), M=_GRAPH_M, ef_construction=_GRAPH_EF_CONSTRUCTION
     )
     # Inserting from several threads makes the graph depend on timing. Up to a few thousand

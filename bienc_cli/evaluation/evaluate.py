@@ -23,6 +23,7 @@ from bienc_cli.evaluation.judgements import EvalSet
 from bienc_cli.evaluation.metrics import mean_scores, metric_names, relevant_ids, score_query
 from bienc_cli.query import search as query
 from bienc_cli.store import generations as store
+from bienc_cli.store import graph
 from bienc_cli.util.paths import is_under
 
 if TYPE_CHECKING:
@@ -574,7 +575,7 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
         for k in ks_live:
             index.set_ef(ef)  # knn raises it to k when lower, as hnswlib itself does
             # the graph's own answers: no widening, no exact fallback to flatter it
-            _, found = store.knn(index, vectors, k, live=graph_live, fallback=False)
+            _, found = graph.knn(index, vectors, k, live=graph_live, fallback=False)
             recall = ann_recall(exact_scores, found, k)
             point[f"recall@{k}"] = recall
             if recall >= options.target_recall and min_ef[f"recall@{k}"] is None:
@@ -590,7 +591,7 @@ def _ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_f
     for k in ks_live:
         ef = max(stored_ef, min(graph_live, max(4 * k, 50)))
         index.set_ef(ef)
-        _, found = store.knn(index, vectors, k, live=graph_live, fallback=False)
+        _, found = graph.knn(index, vectors, k, live=graph_live, fallback=False)
         query_ef[f"recall@{k}"], query_recall[f"recall@{k}"] = (
             ef,
             ann_recall(exact_scores, found, k),

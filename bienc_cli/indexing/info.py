@@ -6,10 +6,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from bienc_cli.indexing.run import existing_roots, remembered_options
+from bienc_cli.indexing.plan import existing_roots, remembered_options
 from bienc_cli.inputs.documents import Skipped, real_path, stored_path
 from bienc_cli.inputs.sources import SourceOptions, discover
 from bienc_cli.store import generations as store
+from bienc_cli.store import layout
 
 
 def index_info(root: Path, *, stale: bool = True, stale_limit: int = 20) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def index_info(root: Path, *, stale: bool = True, stale_limit: int = 20) -> dict
         "documents": counts["documents"],
         "chunks": counts["chunks"],
         "deleted_not_compacted": counts["deleted"],
-        "size_bytes": store.disk_usage(generation.dir),
+        "size_bytes": layout.disk_usage(generation.dir),
         "created_at": manifest["created_at"],
         "updated_at": manifest["updated_at"],
         "bienc_version": manifest["bienc_version"],

@@ -19,6 +19,9 @@ from typing import Any
 
 from bienc_cli.errors import BiencError, IndexNotFound
 from bienc_cli.store import generations as store
+from bienc_cli.store import layout, lock
+from bienc_cli.store.graph import live_labels
+from bienc_cli.store.manifest import check_format
 
 
 @dataclass
@@ -56,7 +59,9 @@ def verify_index(root: Path, *, check_model: bool = True) -> Verification:
     name = _current(root)
     result = Verification(index=str(root), generation=name)
     if name is None:
-        result.checks.append(Check("current", False, f"{root}/{store.CURRENT} is missing or empty"))
+        result.checks.append(
+            Check("current", False, f"{root}/{layout.CURRENT} is missing or empty")
+        )
         return result
     result.checks.extend(verify_generation(root / name, check_model=check_model))
     if check_model and result.ok:
@@ -67,7 +72,7 @@ def verify_index(root: Path, *, check_model: bool = True) -> Verification:
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+    return json.loads((folder / layout.MANIFEST).read_text(encoding="utf-8"))
 
 
 def query_export(root: Path, manifest: dict[str, Any]) -> tuple[str, Path] | None:
@@ -77,7 +82,7 @@ def query_export(root: Path, manifest: dict[str, Any]) -> tuple[str, Path] | Non
     stored = manifest["model"]
     for backend in (stored.get("backend"), stored.get("backend_choice")):
         if backend in ("onnx", "onnx-int8"):
-            return backend, store.onnx_dir(root, stored["fingerprint"], backend)
+            return backend, layout.onnx_dir(root, stored["fingerprint"], backend)
     return None
 
 
@@ -96,8 +101,8 @@ def export_check(root: Path, manifest: dict[str, Any]) -> Check | None:
 def verify_generation(folder: Path, *, check_model: bool = True) -> list[Check]:
     checks: list[Check] = []
     try:
-        manifest = json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
-        store.check_format(folder.parent, manifest)
+        manifest = json.loads((folder / layout.MANIFEST).read_text(encoding="utf-8"))
+        check_format(folder.parent, manifest)
     except (OSError, ValueError, BiencError) as exc:
         return [Check("manifest", False, str(exc))]
     checks.append(Check("manifest", True, f"format version {manifest['format_version']}"))
@@ -173,7 +178,7 @@ def _label_checks(generation: store.Generation) -> list[Check]:
             f"{counts['documents']} documents",
         )
     )
-    live = set(store.live_labels(graph))
+    live = set(live_labels(graph))
     deleted = len((items & graph_ids) - live)
     checks.append(
         Check(
@@ -228,7 +233,7 @@ def _model_check(manifest: dict[str, Any]) -> Check:
 
 def _current(root: Path) -> str | None:
     try:
-        name = (root / store.CURRENT).read_text(encoding="utf-8").strip()
+        name = (root / layout.CURRENT).read_text(encoding="utf-8").strip()
     except OSError:
         return None
     return name or None
@@ -239,7 +244,8 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
 
     Returns the verification of the repaired index, with ``repaired`` saying what was done.
     """
-    from bienc_cli.indexing.run import IndexRequest, run_index
+    from bienc_cli.indexing.request import IndexRequest
+    from bienc_cli.indexing.run import run_index
 
     before = verify_index(root, check_model=False)
     if before.ok:
@@ -248,15 +254,15 @@ def repair_index(root: Path, *, wait: float | None = None) -> Verification:
         if export is None or export.ok:
             before.repaired = "nothing to repair"
             return before
-        with store.write_lock(root, wait=wait):
+        with lock.write_lock(root, wait=wait):
             _rebuild_export(root, manifest)
         after = verify_index(root)
         after.repaired = f"exported the model to ONNX again ({export.detail})"
         return after
-    with store.write_lock(root, wait=wait):
+    with lock.write_lock(root, wait=wait):
         good = [
             g
-            for g in store.generation_dirs(root)
+            for g in layout.generation_dirs(root)
             if all(c.ok for c in verify_generation(g, check_model=False))
         ]
         if good:
@@ -297,7 +303,8 @@ def _rebuild_export(root: Path, manifest: dict[str, Any]) -> None:
     import dataclasses
 
     from bienc_cli.encoding.encoder import rebuild_export
-    from bienc_cli.indexing.run import IndexRequest, choose_model
+    from bienc_cli.indexing.model_choice import choose_model
+    from bienc_cli.indexing.request import IndexRequest
 
     export = query_export(root, manifest)
     assert export is not None
@@ -307,9 +314,9 @@ def _rebuild_export(root: Path, manifest: dict[str, Any]) -> None:
 
 
 def _any_manifest(root: Path) -> dict[str, Any] | None:
-    for folder in store.generation_dirs(root):
+    for folder in layout.generation_dirs(root):
         try:
-            return json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+            return json.loads((folder / layout.MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
     return None

@@ -29,7 +29,7 @@ import pathspec
 from bienc_cli.errors import UsageError
 from bienc_cli.inputs.documents import FileEntry, Skipped, stored_path
 from bienc_cli.inputs.tables import TABLE_SUFFIXES
-from bienc_cli.store import generations as store
+from bienc_cli.store import layout as store
 from bienc_cli.util.paths import literal_prefix
 
 IGNORE_FILES = (".gitignore", ".biencignore")  # later files win: .biencignore overrides .gitignore

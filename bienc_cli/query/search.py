@@ -20,6 +20,7 @@ from bienc_cli.encoding.onnx_folder import is_onnx_export
 from bienc_cli.errors import ModelUnavailable, UsageError
 from bienc_cli.inputs.documents import real_path
 from bienc_cli.store import generations as store
+from bienc_cli.store import graph, layout, sidecar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,7 +79,7 @@ def search(
     encoder = (encoder_factory or load_encoder)(model)
     vectors = encoder.encode(list(queries))
     items = generation.vector_count if allowed is None else len(allowed)
-    if items <= store.EXACT_SEARCH_LIMIT:
+    if items <= graph.EXACT_SEARCH_LIMIT:
         candidates = _exact(generation, vectors, allowed, options)
     else:
         candidates = _approximate(generation, vectors, allowed, options)
@@ -111,7 +112,7 @@ def index_model(
     chosen = backend or stored.get("backend", "sentence-transformers")
     if chosen not in BACKENDS:
         raise UsageError(f"unknown --backend {chosen!r}; choose one of {', '.join(BACKENDS)}")
-    folder = store.onnx_dir(generation.root, stored["fingerprint"], chosen)
+    folder = layout.onnx_dir(generation.root, stored["fingerprint"], chosen)
     if chosen in ("onnx", "onnx-int8", "auto") and is_onnx_export(folder):
         threads = 1 if queries <= 4 else None
         fast = "onnx" if chosen == "auto" else chosen
@@ -152,7 +153,7 @@ def _approximate(generation, vectors, allowed, options) -> list[list[tuple[int, 
     index.set_ef(max(options.ef or generation.manifest["hnsw"]["ef"], fetch))
     filter_fn = (lambda label: label in allowed) if allowed is not None else None
     while True:
-        labels, scores = store.knn(index, vectors, fetch, live=live, filter=filter_fn)
+        labels, scores = graph.knn(index, vectors, fetch, live=live, filter=filter_fn)
         found = _chunks(generation, labels, scores, allowed)
         if (
             options.chunks
@@ -173,7 +174,7 @@ def _exact(
     generation, vectors: np.ndarray, allowed: dict[int, list[int]] | None, options
 ) -> list[list[tuple[int, float]]]:
     """Every allowed vector (all without a filter) by brute force: complete, and at most
-    EXACT_SEARCH_LIMIT of them, as fast as the graph (see store.EXACT_SEARCH_LIMIT)."""
+    EXACT_SEARCH_LIMIT of them, as fast as the graph (see graph.EXACT_SEARCH_LIMIT)."""
     import numpy as np
 
     labels, matrix = generation.items()
@@ -183,7 +184,7 @@ def _exact(
     fetch = _fetch_size(generation, options, len(labels))
     if not options.chunks:
         fetch = len(labels)  # every chunk, ranked: grouping by document cannot run short
-    found, scores = store.exact_knn((labels, matrix), vectors, fetch)
+    found, scores = graph.exact_knn((labels, matrix), vectors, fetch)
     return _chunks(generation, found, scores, allowed)
 
 
@@ -250,7 +251,7 @@ def parse_where(expressions: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 
 def _rows(
-    generation, labels: set[int], columns: Sequence[str] = store.LOOKUP_COLUMNS
+    generation, labels: set[int], columns: Sequence[str] = sidecar.LOOKUP_COLUMNS
 ) -> dict[int, dict]:
     return generation.lookup(sorted(labels), columns) if labels else {}
 

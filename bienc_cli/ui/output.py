@@ -19,7 +19,7 @@ from bienc_cli.inputs.documents import escape_text, real_path, stored_path
 from bienc_cli.util.text import one_line, shorten
 
 if TYPE_CHECKING:
-    from bienc_cli.indexing.run import ProgressFn, RunReport
+    from bienc_cli.indexing.request import ProgressFn, RunReport
     from bienc_cli.query.search import Hit
 
 HIT_FORMATS = ("table", "json", "jsonl", "tsv", "csv", "paths")
