@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bienc_cli.indexing.run import IndexRequest
+from bienc_cli.indexing.request import IndexRequest
 from bienc_cli.indexing.temporary import temporary_index
 from bienc_cli.store import generations as store
 

@@ -127,7 +127,8 @@ def stale_documents(
     text read again and hashed; a file only touched is still in). ``text_columns`` and
     ``id_column`` read table rows as the index did.
     """
-    from bienc_cli.dedup.detect import DocRecord, _disk_problem
+    from bienc_cli.dedup.detect import DocRecord
+    from bienc_cli.dedup.stale import disk_problem
 
     cache: dict[str, dict[str | None, str]] = {}
     stale = []
@@ -141,7 +142,7 @@ def stale_documents(
             size=doc.size,
             mtime_ns=doc.mtime_ns,
         )
-        problem = _disk_problem(record, cache, (text_columns, id_column))
+        problem = disk_problem(record, cache, (text_columns, id_column))
         if problem:
             stale.append((i, problem))
     return stale

@@ -22,7 +22,7 @@ from bienc_cli.util.paths import is_under
 from bienc_cli.util.text import shorten
 
 if TYPE_CHECKING:
-    from bienc_cli.indexing.run import EncoderFactory, ProgressFn, RunReport
+    from bienc_cli.indexing.request import EncoderFactory, ProgressFn, RunReport
 
 
 @dataclass
@@ -66,7 +66,7 @@ def open_corpus(
     roots (where actions may happen) are the sources alone. Without sources, the vectors
     stored in ``request.index`` are used and no model is loaded.
     """
-    from bienc_cli.indexing.run import IndexRequest, IndexSettings
+    from bienc_cli.indexing.request import IndexRequest, IndexSettings
     from bienc_cli.indexing.temporary import temporary_index
 
     reference = [_absolute(r) for r in reference]

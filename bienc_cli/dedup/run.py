@@ -11,7 +11,7 @@ from bienc_cli.dedup.detect import DEFAULT_THRESHOLD, DedupOptions, Detection, d
 from bienc_cli.dedup.stale import drop_stale
 
 if TYPE_CHECKING:
-    from bienc_cli.indexing.run import EncoderFactory, ProgressFn
+    from bienc_cli.indexing.request import EncoderFactory, ProgressFn
 
 
 @dataclass

@@ -32,7 +32,7 @@ def drop_stale(
     table_options = (tuple(text_columns), id_column)
     stale = {}
     for index in involved:
-        problem = _disk_problem(records[index], cache, table_options)
+        problem = disk_problem(records[index], cache, table_options)
         if problem:
             stale[index] = problem
     if not stale:
@@ -43,7 +43,7 @@ def drop_stale(
     return dataclasses.replace(detection, groups=groups, pairs=pairs, stale=sorted(stale.items()))
 
 
-def _disk_problem(
+def disk_problem(
     record: DocRecord,
     cache: dict[str, dict[str | None, str]],
     table_options: tuple[tuple[str, ...], str | None],
@@ -68,7 +68,7 @@ def _text_hashes(
     path: str, st: os.stat_result, table_options: tuple[tuple[str, ...], str | None]
 ) -> dict[str | None, str]:
     """The text hash of each document in the file now (by row id; None for a file)."""
-    from bienc_cli.indexing.run import text_hash
+    from bienc_cli.indexing.plan import text_hash
     from bienc_cli.inputs.documents import Document, FileEntry
     from bienc_cli.inputs.readers import TableOptions, read_file
 

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bienc_cli.indexing.run import IndexRequest, RunReport, run_index
+from bienc_cli.indexing.request import IndexRequest, RunReport
+from bienc_cli.indexing.run import run_index
 from bienc_cli.store import generations as store
 
 if TYPE_CHECKING:
-    from bienc_cli.indexing.run import EncoderFactory, ProgressFn
+    from bienc_cli.indexing.request import EncoderFactory, ProgressFn
 
 
 @contextlib.contextmanager
