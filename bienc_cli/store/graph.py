@@ -7,7 +7,7 @@ indexes and for the queries a graph trapped among identical vectors cannot answe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,61 @@ def new_hnsw(dim: int, capacity: int, *, M: int, ef_construction: int) -> hnswli
     index = hnswlib.Index(space="cosine", dim=dim)
     index.init_index(max_elements=max(capacity, 1), ef_construction=ef_construction, M=M)
     return index
+
+
+def new(
+    vectors: np.ndarray,
+    labels: Sequence[int],
+    *,
+    M: int,
+    ef_construction: int,
+    ef: int,
+    num_threads: int = -1,
+) -> hnswlib.Index:
+    """A graph of ``vectors`` at ``labels``, searched with breadth ``ef``."""
+    index = new_hnsw(vectors.shape[1], len(labels), M=M, ef_construction=ef_construction)
+    if len(labels):
+        index.add_items(vectors, labels, num_threads=num_threads)
+    index.set_ef(ef)
+    return index
+
+
+def patched(
+    index: hnswlib.Index,
+    dead: Iterable[int],
+    vectors: np.ndarray | None,
+    labels: Sequence[int],
+    *,
+    ef: int,
+) -> hnswlib.Index:
+    """``index`` with the ``dead`` items marked deleted and ``vectors`` added at ``labels``
+    (it must have room for them: see ``load``'s capacity), searched with breadth ``ef``."""
+    for item in sorted(dead):
+        index.mark_deleted(item)
+    if len(labels):
+        index.add_items(vectors, labels)
+    index.set_ef(ef)
+    return index
+
+
+def manifest_params(
+    index: hnswlib.Index, *, M: int, ef_construction: int, ef: int
+) -> dict[str, Any]:
+    """The manifest's record of ``index``: what ``load`` needs and hnswlib's file does not
+    hold (space, ef), and its sizes."""
+    return {
+        "space": "cosine",
+        "M": M,
+        "ef_construction": ef_construction,
+        "ef": ef,
+        "max_elements": index.get_max_elements(),
+        "elements": index.element_count,
+    }
+
+
+def item_ids(index: hnswlib.Index) -> list[int]:
+    """The labels of every item of ``index``, those marked deleted included."""
+    return index.get_ids_list()
 
 
 def knn(
