@@ -152,7 +152,7 @@ def _new_graph(previous, table, new_items, vectors, model, settings):
     merged: dict[bytes, int] = {}
     same = {item: merged.setdefault(_vector_key(v), item) for item, v in zip(items, matrix)}
     distinct = [i for i, item in enumerate(items) if same[item] == item]
-    hnsw = graph.new(
+    hnsw = graph.build(
         matrix[distinct],
         [items[i] for i in distinct],
         M=settings.M,

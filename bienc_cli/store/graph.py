@@ -59,7 +59,7 @@ def new_hnsw(dim: int, capacity: int, *, M: int, ef_construction: int) -> hnswli
     return index
 
 
-def new(
+def build(
     vectors: np.ndarray,
     labels: Sequence[int],
     *,
@@ -115,7 +115,14 @@ def item_ids(index: hnswlib.Index) -> list[int]:
 
 
 def knn(
-    index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=None, fallback=True
+    index: hnswlib.Index,
+    vectors: np.ndarray,
+    k: int,
+    *,
+    live: int,
+    filter=None,
+    fallback=True,
+    ef: int | None = None,
 ):
     """Labels and cosine similarities of the ``k`` nearest items.
 
@@ -128,6 +135,7 @@ def knn(
     identical vectors and still return k items, wrong ones).
     ``fallback=False`` (measuring the graph itself) keeps the search as it was and marks
     the blocks it cannot answer as found nothing: labels ``NOT_FOUND``, scores -inf.
+    ``ef`` sets the search breadth first (it stays set on ``index``); it is never below ``k``.
     """
     import numpy as np
 
@@ -139,6 +147,8 @@ def knn(
             index, [i for i in live_labels(index) if filter is None or filter(i)]
         )
         return _exact_in_blocks(candidates, vectors, k)
+    if ef is not None:
+        index.set_ef(ef)
     if index.ef < k:
         index.set_ef(k)
     try:
