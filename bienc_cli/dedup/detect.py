@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from bienc_cli.errors import UsageError
-from bienc_cli.store.graph import knn, new_hnsw
+from bienc_cli.store.graph import build, knn
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +193,17 @@ def near_pairs(
 
 def neighbour_graph(vectors: np.ndarray):
     """An HNSW graph over ``vectors``, labelled by row number."""
-    graph = new_hnsw(
-        vectors.shape[1], len(vectors), M=_GRAPH_M, ef_construction=_GRAPH_EF_CONSTRUCTION
-    )
     # Inserting from several threads makes the graph depend on timing. Up to a few thousand
     # documents one thread costs under a second and makes every run give the same groups.
     threads = 1 if len(vectors) <= _DETERMINISTIC_UP_TO else -1
-    graph.add_items(vectors, np.arange(len(vectors)), num_threads=threads)
-    graph.set_ef(_GRAPH_EF)
-    return graph
+    return build(
+        vectors,
+        np.arange(len(vectors)),
+        M=_GRAPH_M,
+        ef_construction=_GRAPH_EF_CONSTRUCTION,
+        ef=_GRAPH_EF,
+        num_threads=threads,
+    )
 
 
 def exact_classes(hashes: Sequence[str]) -> np.ndarray:

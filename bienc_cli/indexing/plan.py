@@ -10,7 +10,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bienc_cli.encoding.model import ModelInfo
 from bienc_cli.errors import (
@@ -24,10 +24,8 @@ from bienc_cli.inputs.readers import TableOptions, cannot_open, read_file
 from bienc_cli.inputs.sources import SourceOptions, discover, is_gone, may_exist
 from bienc_cli.inputs.tables import is_table
 from bienc_cli.store import generations as store
+from bienc_cli.store import sidecar
 from bienc_cli.util.paths import is_under
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 
 @dataclass
@@ -35,7 +33,7 @@ class Previous:
     """What the live generation knows, in the shapes the planner needs."""
 
     generation: store.Generation
-    table: pa.Table
+    table: sidecar.Table  # kept whole: the next generation's sidecar starts from it
     file_stat: dict[str, tuple[int, int]]  # path -> (size, mtime_ns)
     doc_hash: dict[str, str]  # doc_id -> doc_hash
     doc_path: dict[str, str]  # doc_id -> path
@@ -45,10 +43,9 @@ class Previous:
     @classmethod
     def load(cls, generation: store.Generation) -> Previous:
         table = generation.read_sidecar()
-        cols = table.select(
-            ["vector_label", "doc_id", "path", "size", "mtime_ns", "doc_hash", "chunk_hash"]
+        data = sidecar.columns(
+            table, ["vector_label", "doc_id", "path", "size", "mtime_ns", "doc_hash", "chunk_hash"]
         )
-        data = cols.to_pydict()
         file_stat, doc_hash, doc_path, chunk_label, stored_id = {}, {}, {}, {}, {}
         for i, stored in enumerate(data["doc_id"]):
             # The planner compares with what discovery finds: paths as os.fsdecode makes them.
@@ -350,7 +347,7 @@ def _under(path: str, roots: list[str]) -> bool:
 
 
 def _real_ids(stored_path_: str, stored_doc_id: str) -> tuple[str, str]:
-    """The path and doc_id that ``rows_table`` stored."""
+    """The path and doc_id that ``write.rows_columns`` stored."""
     path = real_path(stored_path_)
     if stored_doc_id.startswith(stored_path_):
         return path, path + stored_doc_id[len(stored_path_) :]

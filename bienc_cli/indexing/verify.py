@@ -20,7 +20,7 @@ from typing import Any
 from bienc_cli.errors import BiencError, IndexNotFound
 from bienc_cli.store import generations as store
 from bienc_cli.store import layout, lock
-from bienc_cli.store.graph import live_labels
+from bienc_cli.store.graph import item_ids, live_labels
 from bienc_cli.store.manifest import check_format
 
 
@@ -155,7 +155,7 @@ def _label_checks(generation: store.Generation) -> list[Check]:
         )
     )
     items = set(table["vector_label"].to_pylist())  # the graph items the chunks' vectors are
-    graph_ids = set(graph.get_ids_list())
+    graph_ids = set(item_ids(graph))
     missing = items - graph_ids
     checks.append(
         Check(

@@ -150,10 +150,10 @@ def _approximate(generation, vectors, allowed, options) -> list[list[tuple[int, 
     live = generation.vector_count if allowed is None else len(allowed)
     fetch = _fetch_size(generation, options, live)
     index = generation.load_hnsw()
-    index.set_ef(max(options.ef or generation.manifest["hnsw"]["ef"], fetch))
+    ef = max(options.ef or generation.manifest["hnsw"]["ef"], fetch)
     filter_fn = (lambda label: label in allowed) if allowed is not None else None
     while True:
-        labels, scores = graph.knn(index, vectors, fetch, live=live, filter=filter_fn)
+        labels, scores = graph.knn(index, vectors, fetch, live=live, filter=filter_fn, ef=ef)
         found = _chunks(generation, labels, scores, allowed)
         if (
             options.chunks
@@ -162,7 +162,7 @@ def _approximate(generation, vectors, allowed, options) -> list[list[tuple[int, 
         ):
             return found
         fetch = min(live, fetch * 4)  # many chunks of few documents: look further
-        index.set_ef(max(index.ef, fetch))
+        ef = None  # knn widens the breadth it has (maybe widened already) to ``fetch``
 
 
 def _enough_documents(generation, found, options) -> bool:

@@ -7,7 +7,7 @@ indexes and for the queries a graph trapped among identical vectors cannot answe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,8 +59,70 @@ def new_hnsw(dim: int, capacity: int, *, M: int, ef_construction: int) -> hnswli
     return index
 
 
+def build(
+    vectors: np.ndarray,
+    labels: Sequence[int],
+    *,
+    M: int,
+    ef_construction: int,
+    ef: int,
+    num_threads: int = -1,
+) -> hnswlib.Index:
+    """A graph of ``vectors`` at ``labels``, searched with breadth ``ef``."""
+    index = new_hnsw(vectors.shape[1], len(labels), M=M, ef_construction=ef_construction)
+    if len(labels):
+        index.add_items(vectors, labels, num_threads=num_threads)
+    index.set_ef(ef)
+    return index
+
+
+def patched(
+    index: hnswlib.Index,
+    dead: Iterable[int],
+    vectors: np.ndarray | None,
+    labels: Sequence[int],
+    *,
+    ef: int,
+) -> hnswlib.Index:
+    """``index`` with the ``dead`` items marked deleted and ``vectors`` added at ``labels``
+    (it must have room for them: see ``load``'s capacity), searched with breadth ``ef``."""
+    for item in sorted(dead):
+        index.mark_deleted(item)
+    if len(labels):
+        index.add_items(vectors, labels)
+    index.set_ef(ef)
+    return index
+
+
+def manifest_params(
+    index: hnswlib.Index, *, M: int, ef_construction: int, ef: int
+) -> dict[str, Any]:
+    """The manifest's record of ``index``: what ``load`` needs and hnswlib's file does not
+    hold (space, ef), and its sizes."""
+    return {
+        "space": "cosine",
+        "M": M,
+        "ef_construction": ef_construction,
+        "ef": ef,
+        "max_elements": index.get_max_elements(),
+        "elements": index.element_count,
+    }
+
+
+def item_ids(index: hnswlib.Index) -> list[int]:
+    """The labels of every item of ``index``, those marked deleted included."""
+    return index.get_ids_list()
+
+
 def knn(
-    index: hnswlib.Index, vectors: np.ndarray, k: int, *, live: int, filter=None, fallback=True
+    index: hnswlib.Index,
+    vectors: np.ndarray,
+    k: int,
+    *,
+    live: int,
+    filter=None,
+    fallback=True,
+    ef: int | None = None,
 ):
     """Labels and cosine similarities of the ``k`` nearest items.
 
@@ -73,6 +135,7 @@ def knn(
     identical vectors and still return k items, wrong ones).
     ``fallback=False`` (measuring the graph itself) keeps the search as it was and marks
     the blocks it cannot answer as found nothing: labels ``NOT_FOUND``, scores -inf.
+    ``ef`` sets the search breadth first (it stays set on ``index``); it is never below ``k``.
     """
     import numpy as np
 
@@ -84,6 +147,8 @@ def knn(
             index, [i for i in live_labels(index) if filter is None or filter(i)]
         )
         return _exact_in_blocks(candidates, vectors, k)
+    if ef is not None:
+        index.set_ef(ef)
     if index.ef < k:
         index.set_ef(k)
     try:

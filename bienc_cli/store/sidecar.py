@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,8 @@ from bienc_cli.store.layout import LOOKUP, SIDECAR
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    Table = pa.Table  # for other modules' annotations: they never import pyarrow
 
 # The columns a query shows, copied from the sidecar into LOOKUP so that the query path can
 # fetch its hits by label with the standard library's sqlite3 instead of importing pyarrow.
@@ -72,6 +74,69 @@ def with_vector_labels(table: pa.Table) -> pa.Table:
         return table
     filled = pc.coalesce(table["vector_label"], table["label"])
     return table.set_column(table.column_names.index("vector_label"), "vector_label", filled)
+
+
+def empty() -> pa.Table:
+    """A sidecar without rows: what the first run of an index starts from."""
+    return sidecar_schema().empty_table()
+
+
+def columns(table: pa.Table, names: Sequence[str]) -> dict[str, list[Any]]:
+    """The ``names`` columns of ``table`` as plain Python lists."""
+    return table.select(list(names)).to_pydict()
+
+
+def column(table: pa.Table, name: str) -> list[Any]:
+    """One column of ``table`` as a plain Python list."""
+    return table[name].to_pylist()
+
+
+def append(table: pa.Table, rows: dict[str, list[Any]]) -> pa.Table:
+    """``table`` and the new ``rows`` (one list per sidecar column), in label order."""
+    import pyarrow as pa
+
+    new = pa.Table.from_pydict(rows, schema=sidecar_schema())
+    return pa.concat_tables([table, new]).sort_by("label")
+
+
+def drop_documents(table: pa.Table, doc_ids: Collection[str]) -> tuple[pa.Table, set[int]]:
+    """``table`` without the rows of the documents whose doc_id column is in ``doc_ids``,
+    and the graph items those rows' vectors were."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not doc_ids:
+        return table, set()
+    drop = pc.is_in(table["doc_id"], pa.array(sorted(doc_ids), pa.string()))
+    items = set(table.filter(drop)["vector_label"].to_pylist())
+    return table.filter(pc.invert(drop)), items
+
+
+def restat(table: pa.Table, stats: dict[str, tuple[int, int]]) -> pa.Table:
+    """Record the new size and mtime of documents (by doc_id column) whose content did not
+    change."""
+    import pyarrow as pa
+
+    doc_ids = table["doc_id"].to_pylist()
+    sizes = table["size"].to_pylist()
+    mtimes = table["mtime_ns"].to_pylist()
+    for i, doc_id in enumerate(doc_ids):
+        if doc_id in stats:
+            sizes[i], mtimes[i] = stats[doc_id]
+    table = table.set_column(
+        table.schema.get_field_index("size"), "size", pa.array(sizes, pa.int64())
+    )
+    return table.set_column(
+        table.schema.get_field_index("mtime_ns"), "mtime_ns", pa.array(mtimes, pa.int64())
+    )
+
+
+def relabel_vectors(table: pa.Table, item: dict[int, int]) -> pa.Table:
+    """``table`` with each chunk's vector in graph item ``item[vector_label]`` instead."""
+    import pyarrow as pa
+
+    remapped = pa.array([item[v] for v in table["vector_label"].to_pylist()], pa.int64())
+    return table.set_column(table.column_names.index("vector_label"), "vector_label", remapped)
 
 
 def _has_vector_labels(db: sqlite3.Connection) -> bool:
