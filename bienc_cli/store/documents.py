@@ -59,3 +59,22 @@ def chunk_vectors(generation: store.Generation, doc_ids: Sequence[str]) -> dict[
         doc_id: np.ascontiguousarray(vectors[selected], dtype=np.float32)
         for doc_id, selected in rows.items()
     }
+
+
+def document_texts(generation: store.Generation) -> dict[str, str]:
+    """Each document's text, rebuilt from its stored chunks without their overlaps."""
+    table = generation.read_sidecar(columns=["doc_id", "chunk", "char_start", "char_end", "text"])
+    table = table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
+    data = table.to_pydict()
+    parts: dict[str, list[str]] = {}
+    ends: dict[str, int] = {}
+    for doc_id, start, end, text in zip(
+        data["doc_id"], data["char_start"], data["char_end"], data["text"]
+    ):
+        previous_end = ends.get(doc_id)
+        # Consecutive chunks share `overlap` tokens; count those words once for c-TF-IDF.
+        if previous_end is not None and start < previous_end and len(text) == end - start:
+            text = text[previous_end - start :]
+        parts.setdefault(doc_id, []).append(text)
+        ends[doc_id] = end
+    return {doc_id: "".join(chunks) for doc_id, chunks in parts.items()}
