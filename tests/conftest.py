@@ -119,8 +119,8 @@ def make_folder_unreadable(monkeypatch, folder):
     """Make ``folder`` what `chmod 000` makes it for a user who is not root, from now on
     (tests run as root, so chmod cannot): it cannot be listed, and nothing under it can be
     examined or opened; the folder itself can still be examined from its parent."""
+    from bienc_cli.inputs import ignore as ignore
     from bienc_cli.inputs import readers as readers
-    from bienc_cli.inputs import sources as sources
 
     folder = os.fspath(folder)
     below = folder.rstrip(os.sep) + os.sep
@@ -138,7 +138,7 @@ def make_folder_unreadable(monkeypatch, folder):
     monkeypatch.setattr(os, "stat", guarded(os.stat, itself=False))
     monkeypatch.setattr(os, "lstat", guarded(os.lstat, itself=False))
     monkeypatch.setattr(readers, "open", guarded(open, itself=False), raising=False)
-    monkeypatch.setattr(sources, "open", guarded(open, itself=False), raising=False)  # ignore files
+    monkeypatch.setattr(ignore, "open", guarded(open, itself=False), raising=False)  # ignore files
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from bienc_cli.cli.main import app
 from bienc_cli.errors import ExitStatus, UsageError
-from bienc_cli.evaluation import evaluate as ev
 from bienc_cli.evaluation import judgements as judgements
 from bienc_cli.evaluation import metrics as metrics
+from bienc_cli.evaluation.ann import ann_recall, exact_top
+from bienc_cli.evaluation.matching import DocumentMatcher
 from bienc_cli.store import generations as store
 
 runner = CliRunner()
@@ -129,9 +130,9 @@ def test_mean_scores():
 def test_ann_recall_counts_ties_as_found():
     exact = np.array([[0.9, 0.8, 0.8, 0.1]], dtype=np.float32)
     # the approximate search found the *other* of two identical chunks at 0.8: not a miss
-    assert ev.ann_recall(exact, np.array([[0.9, 0.8]], dtype=np.float32), 3) == pytest.approx(2 / 3)
-    assert ev.ann_recall(exact, np.array([[0.9, 0.8, 0.8]]), 3) == 1.0
-    assert ev.ann_recall(exact, np.array([[0.9, 0.1, 0.0]]), 2) == 0.5
+    assert ann_recall(exact, np.array([[0.9, 0.8]], dtype=np.float32), 3) == pytest.approx(2 / 3)
+    assert ann_recall(exact, np.array([[0.9, 0.8, 0.8]]), 3) == 1.0
+    assert ann_recall(exact, np.array([[0.9, 0.1, 0.0]]), 2) == 0.5
 
 
 def test_exact_top_matches_a_full_sort():
@@ -140,7 +141,7 @@ def test_exact_top_matches_a_full_sort():
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     queries = matrix[:5] + 0.1
     labels = np.arange(1000, 1200, dtype=np.uint64)
-    found, scores = ev.exact_top(queries, labels, matrix, 7, batch=2)
+    found, scores = exact_top(queries, labels, matrix, 7, batch=2)
     full = np.argsort(-(queries @ matrix.T), axis=1)[:, :7]
     assert (found == labels[full]).all()
     assert np.all(np.diff(scores, axis=1) <= 0)
@@ -303,7 +304,7 @@ def indexed(tmp_path, corpus, fake_encoder):
 
 def test_document_matcher_accepts_the_ways_users_name_documents(indexed, corpus, monkeypatch):
     monkeypatch.chdir(corpus.parent)
-    matcher = ev.DocumentMatcher(store.open_index(indexed))
+    matcher = DocumentMatcher(store.open_index(indexed))
     rockets = str(corpus / "sub" / "rockets.txt")
     for name in (rockets, "sub/rockets.txt", "./sub/rockets.txt", "docs/sub/rockets.txt",
                  "rockets.txt", "rockets"):  # fmt: skip

@@ -115,8 +115,9 @@ def eval_command(
     returns against the judgements, as MTEB/pytrec_eval do. Judged ids are matched to
     table row ids, else to file paths (relative to the indexed folder, or file names).
     """
-    from bienc_cli.evaluation.evaluate import EvalOptions, evaluate
+    from bienc_cli.evaluation.evaluate import evaluate
     from bienc_cli.evaluation.judgements import Columns, load_eval_set
+    from bienc_cli.evaluation.records import EvalOptions
     from bienc_cli.ui import eval as ui_eval
 
     fmt = choose_format(fmt, ui_eval.EVAL_FORMATS)

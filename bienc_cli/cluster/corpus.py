@@ -63,6 +63,7 @@ class ClusterReport:
 def cluster_index(root: Path, options: ClusterOptions) -> ClusterReport:
     """Cluster the documents of an existing index by their stored vectors: no model is loaded."""
     from bienc_cli.store import generations as store
+    from bienc_cli.store.documents import document_texts
 
     generation = store.open_index(root)
     fields = ["path", "row_id", "kind", "meta", "doc_hash", "size", "mtime_ns"]
@@ -167,25 +168,6 @@ def cluster_sources(
         report = cluster_index(generation.root, options)
     report.skipped, report.notes = list(run.skipped), list(run.notes)
     return report
-
-
-def document_texts(generation: Any) -> dict[str, str]:
-    """Each document's text, rebuilt from its stored chunks without their overlaps."""
-    table = generation.read_sidecar(columns=["doc_id", "chunk", "char_start", "char_end", "text"])
-    table = table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
-    data = table.to_pydict()
-    parts: dict[str, list[str]] = {}
-    ends: dict[str, int] = {}
-    for doc_id, start, end, text in zip(
-        data["doc_id"], data["char_start"], data["char_end"], data["text"]
-    ):
-        previous_end = ends.get(doc_id)
-        # Consecutive chunks share `overlap` tokens; count those words once for c-TF-IDF.
-        if previous_end is not None and start < previous_end and len(text) == end - start:
-            text = text[previous_end - start :]
-        parts.setdefault(doc_id, []).append(text)
-        ends[doc_id] = end
-    return {doc_id: "".join(chunks) for doc_id, chunks in parts.items()}
 
 
 def _title(text: str, meta: str | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from bienc_cli.errors import UsageError
 from bienc_cli.evaluation.metrics import relevant_ids
+from bienc_cli.inputs.tables import TableProblem, parquet_columns_and_rows
 
 _TABLE_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv")
 # Column names recognised without an option, compared lower-cased with "-" and " " as "_".
@@ -263,16 +264,12 @@ def _read_table(path: str | os.PathLike, role: str) -> _Table:
 
 
 def _parquet_table(path: str) -> _Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise UsageError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
-    return _Table(path, table.column_names, table.to_pylist())
+    with open(path, "rb") as fh:
+        try:
+            columns, rows = parquet_columns_and_rows(fh)
+        except TableProblem as exc:
+            raise UsageError(f"cannot read {path}: {exc}") from exc
+    return _Table(path, columns, rows)
 
 
 def _jsonl_table(path: str, fh) -> _Table:

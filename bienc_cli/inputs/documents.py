@@ -66,6 +66,15 @@ class Skipped:
     keep: str | None = None
 
 
+def os_reason(exc: OSError) -> str:
+    """The reason a Skipped gives for an OSError met while finding files."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "vanished"
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
 @dataclass(frozen=True, slots=True)
 class Note:
     """Something worth reporting about an item that was indexed anyway (e.g. a Latin-1 fallback)."""

@@ -11,32 +11,33 @@ on disk does.
 Symlinks follow ripgrep's rule: one named on the command line (or on stdin) is followed; one
 found while walking, or reached through a glob's wildcards, is not, unless --follow-symlinks
 (then loops are cut). A bienc index found in the tree, and the index being written, are never
-sources.
+sources. Patterns are expanded and matched in ``globs``; ignore files are read in ``ignore``.
 """
 
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 import stat
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import pathspec
-
 from bienc_cli.errors import UsageError
-from bienc_cli.inputs.documents import FileEntry, Skipped, stored_path
+from bienc_cli.inputs.documents import FileEntry, Skipped, os_reason, stored_path
+from bienc_cli.inputs.globs import (
+    DIR_NOT_FOLLOWED,
+    GLOB_MAGIC,
+    NOT_FOLLOWED,
+    expand_glob,
+    identity,
+    matches_any,
+    pattern_variants,
+)
+from bienc_cli.inputs.ignore import Chain, IgnoreFiles
 from bienc_cli.inputs.tables import TABLE_SUFFIXES
 from bienc_cli.store import layout as store
 from bienc_cli.util.paths import literal_prefix
-
-IGNORE_FILES = (".gitignore", ".biencignore")  # later files win: .biencignore overrides .gitignore
-_GLOB_MAGIC = frozenset("*?[")
-
-# An ignore chain: (directory, spec) for each directory with ignore files, outermost first.
-_Chain = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,9 @@ def is_gone(source: str, options: SourceOptions) -> bool:
     """Whether a remembered source is gone for sure: nothing is at its path, or, for a glob
     pattern, nothing matches. A path that cannot be examined (permission denied, I/O error)
     is not gone: its documents are kept."""
-    if os.path.lexists(source) or not _GLOB_MAGIC.intersection(source):
+    if os.path.lexists(source) or not GLOB_MAGIC.intersection(source):
         return not may_exist(source)
-    return not _expand_glob(source, hidden=options.hidden, follow=options.follow_symlinks)
+    return not expand_glob(source, hidden=options.hidden, follow=options.follow_symlinks)
 
 
 def may_exist(path: str) -> bool:
@@ -108,109 +109,13 @@ class _GlobMatches:
     matches: list[tuple[str, Skipped | None]]  # path, or why it is not taken
 
 
-_NOT_FOLLOWED = "symlink (not followed; pass --follow-symlinks)"
-_DIR_NOT_FOLLOWED = "symlink to a directory (not followed; pass --follow-symlinks)"
-
-
-def _expand_glob(pattern: str, *, hidden: bool, follow: bool) -> list[tuple[str, Skipped | None]]:
-    """What ``pattern`` matches, as ``glob.glob(pattern, recursive=True)`` finds it, sorted.
-
-    Unlike glob.glob, a symlink reached through a wildcard or ``**`` is found, not named: it
-    is not followed unless ``follow``, and when followed, a folder that is its own ancestor is
-    a loop (glob.glob follows every link, and two looping links make it run for ever).
-    Literal components are named, and followed. A trailing ``**`` matches its folder (which
-    is then walked: the same files, under the walker's rules). Folders that cannot be listed,
-    and paths that cannot be examined (below a folder that cannot be searched), come back
-    with a Skipped saying why, so that what was indexed at or under them is kept.
-    """
-    parts = pattern.split(os.sep)
-    first = next(i for i, part in enumerate(parts) if _GLOB_MAGIC.intersection(part))
-    base = os.sep.join(parts[:first]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
-    rest = [part for part in parts[first:] if part]  # "a//b" is "a/b"
-    dirs_only = pattern.endswith(os.sep)
-    if rest and rest[-1] == "**":
-        rest, dirs_only = rest[:-1], True
-    results: dict[str, Skipped | None] = {}
-    top = _identity(base)
-    stack: list[tuple[str, int, frozenset[tuple[int, int]]]] = [
-        (base, 0, frozenset({top} if top else ()))
-    ]
-    while stack:
-        directory, i, ancestors = stack.pop()
-        if i == len(rest):
-            if not dirs_only or os.path.isdir(directory):
-                results.setdefault(directory, None)
-            continue
-        part = rest[i]
-        if not _GLOB_MAGIC.intersection(part):
-            path = os.path.join(directory, part)
-            last = i + 1 == len(rest) and not dirs_only
-            try:
-                st = os.lstat(path) if last else os.stat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:  # under a folder that cannot be searched, say
-                results[path] = Skipped(path, _os_reason(exc), error=True, keep=path)
-                continue
-            if last:
-                results.setdefault(path, None)
-            elif stat.S_ISDIR(st.st_mode):
-                stack.append((path, i + 1, ancestors))
-            continue
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except OSError as exc:
-            if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-                reason = _os_reason(exc)
-                results[directory] = Skipped(directory, reason, error=True, keep=directory)
-            continue
-        if part == "**":
-            stack.append((directory, i + 1, ancestors))  # zero folders
-        for entry in entries:
-            name = entry.name
-            if name == ".git" or (name.startswith(".") and not hidden and part[0] != "."):
-                continue
-            if part != "**" and not fnmatch.fnmatch(name, part):
-                continue
-            path = os.path.join(directory, name)
-            last = i + 1 == len(rest) and part != "**"
-            try:
-                is_link = entry.is_symlink()
-                is_dir = entry.is_dir()  # follows a link
-            except OSError:
-                is_link, is_dir = False, False
-            if last and not dirs_only:
-                why = _DIR_NOT_FOLLOWED if is_dir else _NOT_FOLLOWED
-                results.setdefault(path, Skipped(path, why) if is_link and not follow else None)
-                continue
-            if not is_dir:
-                continue
-            if is_link and not follow:
-                results.setdefault(path, Skipped(path, _DIR_NOT_FOLLOWED))
-                continue
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                results[path] = Skipped(path, _os_reason(exc), error=True, keep=path)
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in ancestors:
-                results.setdefault(path, Skipped(path, "symlink loop"))
-                continue
-            stack.append((path, i if part == "**" else i + 1, ancestors | {key}))
-    return sorted(results.items())
-
-
 @dataclass
 class _Frame:
     """A directory being walked."""
 
     path: str
     rel: str  # relative to the walk root, with "/"; "" for the root itself
-    chain: _Chain
+    chain: Chain
     ancestors: frozenset[tuple[int, int]]  # (st_dev, st_ino) of the directories above
     entries: Iterator[os.DirEntry[str]]
 
@@ -218,21 +123,21 @@ class _Frame:
 class _Discovery:
     def __init__(self, options: SourceOptions, index: str | None = None) -> None:
         self.options = options
-        self.include = _expand_globs(options.include)
-        self.exclude = _expand_globs(options.exclude)
-        self.ignores = _IgnoreFiles(options.use_ignore_files)
+        self.include = pattern_variants(options.include)
+        self.exclude = pattern_variants(options.exclude)
+        self.ignores = IgnoreFiles(options.use_ignore_files)
         self.seen: set[str] = set()
         self.unsearchable: set[str] = set()  # folders reported as such: nothing under them is
-        self.own_index = _identity(index) if index else None
+        self.own_index = identity(index) if index else None
         self.index_dirs: dict[str, bool] = {}  # directory -> is it a bienc index
 
     def plan(self, source: str) -> str | _GlobMatches:
         """A source checked before anything is yielded: UsageError for a bad one."""
-        if os.path.lexists(source) or (may_exist(source) and not _GLOB_MAGIC.intersection(source)):
+        if os.path.lexists(source) or (may_exist(source) and not GLOB_MAGIC.intersection(source)):
             # (a path that cannot be examined is reported by the walk, as unreadable)
             index = self._enclosing_index(os.path.abspath(source))
             if index is not None:
-                own = _identity(index) == self.own_index
+                own = identity(index) == self.own_index
                 if index == os.path.abspath(source):
                     what = "the --index folder itself" if own else "a bienc index"
                 else:
@@ -242,10 +147,10 @@ class _Discovery:
                     f"{source} is {what}; {_NEVER}: give the folders that hold your documents"
                 )
             return source
-        if not _GLOB_MAGIC.intersection(source):
+        if not GLOB_MAGIC.intersection(source):
             raise UsageError(f"{source}: no such file or directory (check the path)")
         options = self.options
-        matches = _expand_glob(source, hidden=options.hidden, follow=options.follow_symlinks)
+        matches = expand_glob(source, hidden=options.hidden, follow=options.follow_symlinks)
         if not matches:
             raise UsageError(
                 f"the pattern '{source}' matches nothing (check it, or quote it so "
@@ -312,7 +217,7 @@ class _Discovery:
                     yield from self._file(path, st, root=item.root)
         yield from self._drain_ignore_problems()
 
-    def _allowed_below(self, root: str, rel: str, path: str, chain: _Chain) -> _Chain | None:
+    def _allowed_below(self, root: str, rel: str, path: str, chain: Chain) -> Chain | None:
         """Apply ignore files and --exclude to each component of ``rel`` below ``root``.
 
         Returns the ignore chain for ``path`` (as a directory), or None when it is dropped.
@@ -334,14 +239,12 @@ class _Discovery:
 
     # -- walking -------------------------------------------------------------------------------
 
-    def _walk(
-        self, start: str, root: str, rel: str, chain: _Chain
-    ) -> Iterator[FileEntry | Skipped]:
+    def _walk(self, start: str, root: str, rel: str, chain: Chain) -> Iterator[FileEntry | Skipped]:
         """Preorder, sorted by name; an explicit stack, so deep trees never hit recursion limits."""
         try:
             st = os.stat(start)
         except OSError as exc:
-            yield from self._skip(start, _os_reason(exc), error=True, keep=start)
+            yield from self._skip(start, os_reason(exc), error=True, keep=start)
             return
         entries = yield from self._list(start)
         if entries is None or (yield from self._an_index(start, st, entries)):
@@ -383,7 +286,7 @@ class _Discovery:
         if not is_dir and not self._wanted_file(rel, name):
             return None
         if is_link and not self.options.follow_symlinks:
-            yield from self._skip(path, _DIR_NOT_FOLLOWED if is_dir else _NOT_FOLLOWED, error=False)
+            yield from self._skip(path, DIR_NOT_FOLLOWED if is_dir else NOT_FOLLOWED, error=False)
             return None
         if st is None:
             assert problem is not None
@@ -412,7 +315,7 @@ class _Discovery:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             # Not listed is not empty: what was indexed under it is kept.
-            yield from self._skip(directory, _os_reason(exc), error=True, keep=directory)
+            yield from self._skip(directory, os_reason(exc), error=True, keep=directory)
             return None
         return entries
 
@@ -438,7 +341,7 @@ class _Discovery:
         while True:
             if current not in self.index_dirs:
                 self.index_dirs[current] = (
-                    self.own_index is not None and _identity(current) == self.own_index
+                    self.own_index is not None and identity(current) == self.own_index
                 ) or store.is_bienc_index(current)
             if self.index_dirs[current]:
                 return current
@@ -452,7 +355,7 @@ class _Discovery:
         index = self._enclosing_index(path)
         if index is None:
             return False
-        if _identity(index) != self.own_index:
+        if identity(index) != self.own_index:
             yield from self._skip(path, f"inside a bienc index ({stored_path(index)}); {_NEVER}")
         return True
 
@@ -477,7 +380,7 @@ class _Discovery:
         elif is_link and isinstance(exc, FileNotFoundError):
             yield from self._skip(path, "broken symlink", error=True)
         else:  # could not look (permission denied, I/O error): keep what was indexed there
-            yield from self._skip(path, _os_reason(exc), error=True, keep=path)
+            yield from self._skip(path, os_reason(exc), error=True, keep=path)
 
     def _file(self, path: str, st: os.stat_result, root: str) -> Iterator[FileEntry | Skipped]:
         if path in self.seen:
@@ -513,123 +416,17 @@ class _Discovery:
     # -- --include / --exclude -----------------------------------------------------------------
 
     def _wanted_file(self, rel: str, name: str) -> bool:
-        if _matches(self.exclude, rel, name):
+        if matches_any(self.exclude, rel, name):
             return False
-        return not self.include or _matches(self.include, rel, name)
+        return not self.include or matches_any(self.include, rel, name)
 
     def _excluded_dir(self, rel: str, name: str) -> bool:
         # "drafts/**" must prune "drafts" itself: "*" matches the empty rest of "drafts/".
-        return _matches(self.exclude, rel, name) or _matches(self.exclude, rel + "/", name)
+        return matches_any(self.exclude, rel, name) or matches_any(self.exclude, rel + "/", name)
 
 
 _NEVER = "index folders are never indexed"
 _AN_INDEX = f"a bienc index; {_NEVER}"
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-class _IgnoreFiles:
-    """.gitignore/.biencignore specs, loaded once per directory."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._specs: dict[str, pathspec.GitIgnoreSpec | None] = {}
-        # what could not be read, for the report: (path, reason, where to keep what was indexed)
-        self.problems: list[tuple[str, str, str]] = []
-
-    def chain_for_root(self, root: str) -> _Chain:
-        """The chain for a walk from ``root``: its parents up to the git repo root, then itself.
-
-        When a parent's rules ignore ``root`` itself, the parents are left out: the user asked
-        for this directory by name, and pathspec would otherwise drop everything below it.
-        """
-        if not self.enabled:
-            return ()
-        chain: _Chain = ()
-        for parent in _parents_in_repo(root):
-            chain = self.extend(chain, parent)
-        if chain and self.ignored(chain, root, is_dir=True):
-            chain = ()
-        return self.extend(chain, root)
-
-    def extend(self, chain: _Chain, directory: str) -> _Chain:
-        spec = self._spec(directory)
-        return chain + ((directory, spec),) if spec is not None else chain
-
-    def ignored(self, chain: _Chain, path: str, is_dir: bool) -> bool:
-        # Git semantics across files: the deepest file with a matching pattern decides;
-        # within one file, the last matching pattern (check_file does that, negation included).
-        for base, spec in reversed(chain):
-            rel = _relative(path, base)
-            result = spec.check_file(rel + "/" if is_dir else rel)
-            if result.include is not None:
-                return bool(result.include)
-        return False
-
-    def _spec(self, directory: str) -> pathspec.GitIgnoreSpec | None:
-        if not self.enabled:
-            return None
-        if directory not in self._specs:
-            lines: list[str] = []
-            for name in IGNORE_FILES:
-                path = os.path.join(directory, name)
-                try:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    if isinstance(exc, PermissionError) and _unsearchable(directory, name):
-                        # Nothing in the folder can be looked at, its ignore files (which may
-                        # not exist) no more than its documents: the folder's problem, named
-                        # as a folder root is.
-                        self.problems.append((directory, _os_reason(exc), directory))
-                        break
-                    reason = f"ignore file unreadable: {_os_reason(exc)}"
-                    self.problems.append((path, reason, directory))
-                    continue
-                lines.extend(os.fsdecode(data).splitlines())
-            self._specs[directory] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
-        return self._specs[directory]
-
-
-def _unsearchable(directory: str, name: str) -> bool:
-    """Whether ``name`` in ``directory`` cannot even be examined: the folder is not searchable
-    (an unreadable file itself can be)."""
-    try:
-        os.stat(os.path.join(directory, name))
-    except PermissionError:
-        return True
-    except OSError:
-        pass
-    return False
-
-
-def _parents_in_repo(root: str) -> list[str]:
-    """Directories from the enclosing git repo root down to ``root``'s parent, outermost first."""
-    parents = []
-    current = os.path.dirname(root)
-    if os.path.lexists(os.path.join(root, ".git")):
-        return []
-    while True:
-        parents.append(current)
-        if os.path.lexists(os.path.join(current, ".git")):
-            return parents[::-1]
-        parent = os.path.dirname(current)
-        if parent == current:
-            return []  # not inside a git repository: only the walk's own ignore files count
-        current = parent
-
-
-def _relative(path: str, base: str) -> str:
-    rel = path[len(base) :].lstrip(os.sep)
-    return rel.replace(os.sep, "/") if os.sep != "/" else rel
 
 
 def _under_any(path: str, dirs: set[str], stop: str) -> bool:
@@ -642,29 +439,6 @@ def _under_any(path: str, dirs: set[str], stop: str) -> bool:
             break
         current = parent
     return False
-
-
-def _expand_globs(patterns: Sequence[str]) -> tuple[str, ...]:
-    """fnmatch patterns, plus a variant with "**/" removed so that it can match zero folders."""
-    expanded: list[str] = []
-    for pattern in patterns:
-        pattern = pattern.replace(os.sep, "/").removeprefix("./")
-        expanded.append(pattern)
-        if "**/" in pattern:
-            expanded.append(pattern.replace("**/", ""))
-    return tuple(expanded)
-
-
-def _matches(patterns: tuple[str, ...], rel: str, name: str) -> bool:
-    return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, FileNotFoundError):
-        return "vanished"
-    return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
 def human_size(n: int) -> str:

@@ -1,6 +1,7 @@
 """Tables written back: the rows of a source table read again whole, and rows written as
 Parquet, JSON Lines or CSV (by suffix). `bienc dedup --output` writes its deduplicated
-tables through here, so that pyarrow stays with the code that reads user tables."""
+tables through here, and `bienc cluster -f parquet` its results, so that pyarrow stays with
+the code that reads user tables."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,17 @@ def write_rows(rows: list[dict[str, Any]], path: Path, schema: Any) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def write_parquet(rows: list[dict[str, Any]], path: str, types: Mapping[str, str]) -> None:
+    """Rows as a Parquet file with exactly these columns, each of a pyarrow type named by its
+    alias ("string", "int32", "float32"), so that the file's schema never depends on the
+    values (an empty result still has every column). Raises OSError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.type_for_alias(alias)) for name, alias in types.items()])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
 def _arrow_table(rows: list[dict[str, Any]], names: list[str], schema: Any) -> Any:

@@ -111,6 +111,20 @@ def _parquet_rows(f: IO[bytes], options: TableOptions) -> Iterator[_Event]:
         raise TableProblem(f"corrupt Parquet file: {first_line(exc)}") from exc
 
 
+def parquet_columns_and_rows(f: IO[bytes]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The column names and every row of the Parquet file open in ``f``, read whole: for the
+    small tables a caller needs at once (`bienc eval`'s queries and judgements).
+    Raises TableProblem for a file pyarrow cannot read, OSError for the disk's errors."""
+    columns: list[str] = []
+    rows = []
+    for kind, value in _parquet_rows(f, TableOptions()):
+        if kind == "columns":
+            columns = value
+        else:
+            rows.append(value[1])
+    return columns, rows
+
+
 def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__

@@ -1,6 +1,6 @@
 """Document-level reads from a generation: per document its vector, the sidecar values of its
-first chunk, its extent, and its chunk vectors. Callers get lists and arrays, never Arrow
-tables, so pyarrow stays in the store."""
+first chunk, its extent, its chunk vectors and its text; per chunk label its document.
+Callers get lists, dicts and arrays, never Arrow tables, so pyarrow stays in the store."""
 
 from __future__ import annotations
 
@@ -59,3 +59,36 @@ def chunk_vectors(generation: store.Generation, doc_ids: Sequence[str]) -> dict[
         doc_id: np.ascontiguousarray(vectors[selected], dtype=np.float32)
         for doc_id, selected in rows.items()
     }
+
+
+def first_chunk_rows(generation: store.Generation, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The sidecar ``columns`` of each document's first chunk, one dict per document."""
+    import pyarrow.compute as pc
+
+    table = generation.read_sidecar(columns=columns, filters=pc.field("chunk") == 0)
+    return table.to_pylist()
+
+
+def label_documents(generation: store.Generation) -> dict[int, str]:
+    """Every chunk's label -> the doc_id of its document."""
+    table = generation.read_sidecar(columns=("label", "doc_id"))
+    return dict(zip(table["label"].to_pylist(), table["doc_id"].to_pylist()))
+
+
+def document_texts(generation: store.Generation) -> dict[str, str]:
+    """Each document's text, rebuilt from its stored chunks without their overlaps."""
+    table = generation.read_sidecar(columns=["doc_id", "chunk", "char_start", "char_end", "text"])
+    table = table.sort_by([("doc_id", "ascending"), ("chunk", "ascending")])
+    data = table.to_pydict()
+    parts: dict[str, list[str]] = {}
+    ends: dict[str, int] = {}
+    for doc_id, start, end, text in zip(
+        data["doc_id"], data["char_start"], data["char_end"], data["text"]
+    ):
+        previous_end = ends.get(doc_id)
+        # Consecutive chunks share `overlap` tokens; count those words once for c-TF-IDF.
+        if previous_end is not None and start < previous_end and len(text) == end - start:
+            text = text[previous_end - start :]
+        parts.setdefault(doc_id, []).append(text)
+        ends[doc_id] = end
+    return {doc_id: "".join(chunks) for doc_id, chunks in parts.items()}

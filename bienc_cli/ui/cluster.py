@@ -113,25 +113,25 @@ def write_clusters(report: ClusterReport, fmt: str, out: TextIO) -> None:
         _cluster_tables(report, out)
 
 
+# The Parquet schema of the per-document records: typed, whatever the values.
+_CLUSTER_PARQUET_TYPES = {
+    "path": "string",
+    "doc_id": "string",
+    "row_id": "string",
+    "title": "string",
+    "cluster": "int32",
+    "label": "string",
+    "distance": "float32",
+    "probability": "float32",
+}
+
+
 def write_cluster_parquet(report: ClusterReport, path: str) -> None:
     """The per-document records as a Parquet file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from bienc_cli.inputs.table_output import write_parquet
 
     records = [cluster_document_record(d) for d in report.documents]
-    schema = pa.schema(
-        [
-            ("path", pa.string()),
-            ("doc_id", pa.string()),
-            ("row_id", pa.string()),
-            ("title", pa.string()),
-            ("cluster", pa.int32()),
-            ("label", pa.string()),
-            ("distance", pa.float32()),
-            ("probability", pa.float32()),
-        ]
-    )
-    pq.write_table(pa.Table.from_pylist(records, schema=schema), path)
+    write_parquet(records, path, _CLUSTER_PARQUET_TYPES)
 
 
 def _cluster_tables(report: ClusterReport, out: TextIO) -> None:

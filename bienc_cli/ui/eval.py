@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from bienc_cli.ui.output import cell, display_path, escape_text, fixed, one_line
 
 if TYPE_CHECKING:
-    from bienc_cli.evaluation.evaluate import EvalReport, IndexEvaluation
+    from bienc_cli.evaluation.records import EvalReport, IndexEvaluation
 
 EVAL_FORMATS = ("table", "json", "tsv")
 PER_QUERY_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv"}  # fmt: skip
