@@ -87,9 +87,9 @@ def ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_fa
     for ef in ladder:
         point: dict[str, Any] = {"ef": ef}
         for k in ks_live:
-            index.set_ef(ef)  # knn raises it to k when lower, as hnswlib itself does
-            # the graph's own answers: no widening, no exact fallback to flatter it
-            _, found = graph.knn(index, vectors, k, live=graph_live, fallback=False)
+            # the graph's own answers: no widening, no exact fallback to flatter it (knn
+            # raises ef to k when lower, as hnswlib itself does)
+            _, found = graph.knn(index, vectors, k, live=graph_live, fallback=False, ef=ef)
             recall = ann_recall(exact_scores, found, k)
             point[f"recall@{k}"] = recall
             if recall >= options.target_recall and min_ef[f"recall@{k}"] is None:
@@ -104,8 +104,7 @@ def ann_audit(generation, eval_set, qrels, ks, depth, names, options, encoder_fa
     query_ef, query_recall = {}, {}
     for k in ks_live:
         ef = max(stored_ef, min(graph_live, max(4 * k, 50)))
-        index.set_ef(ef)
-        _, found = graph.knn(index, vectors, k, live=graph_live, fallback=False)
+        _, found = graph.knn(index, vectors, k, live=graph_live, fallback=False, ef=ef)
         query_ef[f"recall@{k}"], query_recall[f"recall@{k}"] = (
             ef,
             ann_recall(exact_scores, found, k),
