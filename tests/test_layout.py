@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "bienc_cli"
 
 
@@ -180,3 +182,23 @@ def test_no_module_over_the_line_limit():
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+# Each heavy dependency -> the one subpackage that may import it (at any depth).
+OWNERS = {
+    "torch": "bienc_cli.encoding",
+    "sentence_transformers": "bienc_cli.encoding",
+    "transformers": "bienc_cli.encoding",
+    "onnxruntime": "bienc_cli.encoding",
+    "onnx": "bienc_cli.encoding",
+    "onnxscript": "bienc_cli.encoding",
+    "pypdf": "bienc_cli.inputs",
+    "matplotlib": "bienc_cli.cluster",
+    "sklearn": "bienc_cli.cluster",
+}
+
+
+@pytest.mark.parametrize("dependency", sorted(OWNERS))
+def test_each_heavy_dependency_has_one_owner(dependency):
+    strangers = sorted(m for m in importers(dependency) if not _within(m, (OWNERS[dependency],)))
+    assert strangers == []
