@@ -772,7 +772,12 @@ def test_a_command_imports_only_its_own_module():
 
 
 @pytest.mark.parametrize("command", ["dedup", "cluster"])
-def test_source_options_without_sources_are_refused(command, indexed):
-    result = runner.invoke(app, [command, "--index", str(indexed), "-L"])
+@pytest.mark.parametrize(
+    "flags, named",
+    [(["-L"], "--follow-symlinks needs"), (["--no-hidden"], "--no-hidden needs"),
+     (["--include", "*.md", "--ignore"], "--include, --ignore need")],
+)  # fmt: skip
+def test_source_options_without_sources_are_refused(command, indexed, flags, named):
+    result = runner.invoke(app, [command, "--index", str(indexed), *flags])
     assert result.exit_code == ExitStatus.USAGE
-    assert "--follow-symlinks need SOURCES" in result.stderr
+    assert f"{named} SOURCES" in result.stderr

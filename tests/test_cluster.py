@@ -783,7 +783,7 @@ def test_organize_never_writes_into_a_name_taken_after_it_looked(
         (["-i", "IDX", "--plot", "map.gif"], "--plot map.gif"),
         (["-i", "IDX", "-n", "500"], "more clusters than documents"),
         (["-i", "IDX", "--copy"], "go with --organize"),
-        (["-i", "IDX", "--text-column", "text"], "need SOURCES"),
+        (["-i", "IDX", "--text-column", "text"], "--text-column needs SOURCES"),
         (["-i", "IDX", "--threshold", "0.3"], "agglomerative only"),
     ],
 )

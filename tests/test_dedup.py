@@ -710,6 +710,27 @@ def test_a_removed_file_is_left_out_and_a_touched_one_is_not(stale_index):
     assert "copy4.txt" in result.stdout
 
 
+def test_a_plan_judges_a_touched_file_as_the_report_does(stale_index, tmp_path):
+    # The report keeps a file that was only touched (its text is unchanged); the plan must
+    # too, not leave it out for its new mtime. A file really changed is left out of both,
+    # and a plan that leaves something out exits 3, as the report does.
+    index, root = stale_index
+    for n in (3, 4):
+        (root / f"copy{n}.txt").write_text("Copies that stay copies, apart from their mtime.\n")
+    assert bienc("index", root, "--index", index, "-q").exit_code == 0
+    os.utime(root / "copy4.txt", ns=(10**18, 10**18))
+    plan = tmp_path / "touched.json"
+    result = bienc("dedup", "--index", index, "--plan", plan, "-f", "json")
+    planned = {m["path"] for g in json.loads(plan.read_text())["groups"] for m in g["members"]}
+    assert any(p.endswith("copy4.txt") for p in planned), result.stderr
+    assert "copy4.txt" not in result.stderr
+    (root / "copy4.txt").write_text("Now unique text.\n")
+    changed = tmp_path / "changed.json"
+    result = bienc("dedup", "--index", index, "--plan", changed, "-f", "json")
+    assert result.exit_code == ExitStatus.PARTIAL
+    assert "copy4.txt" not in changed.read_text().split('"left_out"')[0]
+
+
 def test_the_copies_of_a_changed_keeper_still_form_a_group(dup_folder, fake_encoder, tmp_path):
     """The keeper (first by path) changed: its exact copy now keeps, and the near copy found
     against the keeper's text still joins it."""

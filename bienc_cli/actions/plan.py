@@ -24,7 +24,7 @@ from bienc_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from bienc_cli.dedup.corpus import Corpus
-    from bienc_cli.dedup.detect import Detection
+    from bienc_cli.dedup.detect import Detection, DocRecord
 
 PLAN_FORMAT = "bienc-dedup-plan"
 ACTIONS = ("move", "delete", "hardlink", "symlink")
@@ -157,8 +157,10 @@ def build_plan(
 ) -> Plan:
     """The plan for the file groups of ``detection`` (table rows are never in a plan).
 
-    A file that changed since it was indexed (size or mtime) cannot be trusted to be what was
-    compared: it is left out, and a group whose keeper changed is left out whole.
+    A file that changed since it was indexed cannot be trusted to be what was compared: it
+    is left out, and a group whose keeper changed is left out whole. "Changed" is dedup's
+    own rule (``dedup.stale.disk_problem``: size and mtime as indexed, else the text read
+    again and hashed), so a file only touched is in the plan as it is in the report.
     """
     check_action(action, to)
     plan = Plan(
@@ -175,6 +177,7 @@ def build_plan(
         created_at=now(),
     )
     records = detection.records
+    texts: dict[str, dict[str | None, str]] = {}  # disk_problem's cache of re-read files
     plan.left_out += [
         {"path": records[i].path, "reason": reason}
         for i, reason in detection.stale
@@ -184,7 +187,7 @@ def build_plan(
         keeper = records[group.keeper]
         if keeper.is_row:
             continue
-        planned_keeper, problem = _planned(keeper.path, keeper.size, keeper.mtime_ns)
+        planned_keeper, problem = _planned(keeper, texts)
         if planned_keeper is None:
             plan.left_out += [
                 {"path": records[m.index].path, "reason": f"its keeper {problem}"}
@@ -194,7 +197,7 @@ def build_plan(
         members = []
         for member in group.members:
             record = records[member.index]
-            planned, problem = _planned(record.path, record.size, record.mtime_ns)
+            planned, problem = _planned(record, texts)
             if planned is None:
                 plan.left_out.append({"path": record.path, "reason": problem})
                 continue
@@ -211,12 +214,18 @@ def build_plan(
     return plan
 
 
-def _planned(path: str, size: int, mtime_ns: int) -> tuple[PlannedFile | None, str]:
+def _planned(record: DocRecord, texts: dict[str, dict[str | None, str]]):
+    """The file as the plan records it (its bytes' sha256 now), or None and why not."""
+    from bienc_cli.dedup.stale import disk_problem
+
+    problem = disk_problem(record, texts, ((), None))  # a plan holds files, never table rows
+    if problem:
+        if problem.startswith("changed"):
+            problem += " (re-index, then plan again)"
+        return None, problem
     try:
-        st = os.stat(path)
-        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-            return None, "changed since it was indexed (re-index, then plan again)"
-        return PlannedFile(path, file_sha256(path), size), ""
+        sha256 = file_sha256(record.path)
+        return PlannedFile(record.path, sha256, os.path.getsize(record.path)), ""
     except FileNotFoundError:
         return None, "is gone since it was indexed"
     except OSError as exc:

@@ -196,7 +196,8 @@ def cluster(
         )
     if not sources and (model or source.given()):
         named = ", ".join(["--model"] * bool(model) + source.given())
-        raise UsageError(f"{named} need SOURCES: they say how to read them")
+        verb = "needs" if "," not in named else "need"
+        raise UsageError(f"{named} {verb} SOURCES: they say how to read them")
     if output is not None and fmt is None:
         fmt = ui_cluster.CLUSTER_SUFFIXES.get(output.suffix.lower())
         if fmt is None:

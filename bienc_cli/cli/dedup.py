@@ -250,7 +250,8 @@ def dedup(
         raise UsageError("--calibrate only shows similarities: run it without actions or --output")
     if not sources and (model or source.given()):
         named = ", ".join(["--model"] * bool(model) + source.given())
-        raise UsageError(f"{named} need SOURCES: they say how to read them")
+        verb = "needs" if "," not in named else "need"
+        raise UsageError(f"{named} {verb} SOURCES: they say how to read them")
     if sources and index_dir is not None:
         raise UsageError(
             "give SOURCE paths or --index, not both (to reuse vectors: "
@@ -340,8 +341,8 @@ def dedup(
         ui_dedup.write_dedup_groups(
             group_records(detection), fmt, sys.stdout, null=null, left_out=stale
         )
-    if read_errors or stale:
-        status = ExitStatus.PARTIAL
+    if read_errors or stale or (plan is not None and planned.left_out):
+        status = ExitStatus.PARTIAL  # what a plan leaves out is named, and said by the code
     raise typer.Exit(int(status))
 
 

@@ -201,9 +201,9 @@ class SourceFlags:
     max_file_size: str | None = None
 
     def given(self) -> list[str]:
-        """The options given, by their first long name (for messages)."""
+        """The options given, by the name given (``--no-hidden`` for a flag set off)."""
         return [
-            _long_name(SOURCE_OPTIONS[f.name])
+            _given_name(SOURCE_OPTIONS[f.name], getattr(self, f.name))
             for f in dataclasses.fields(self)
             if getattr(self, f.name) is not None
         ]
@@ -231,9 +231,10 @@ class SourceFlags:
         return given
 
 
-def _long_name(kind: Any) -> str:
-    declared = kind.__metadata__[0].default  # typer keeps the first name there
-    return declared.split("/")[0]
+def _given_name(kind: Any, value: Any) -> str:
+    declared = kind.__metadata__[0].default  # typer keeps the first name there: "--on/--off"
+    on, _, off = declared.partition("/")
+    return off if off and value is False else on
 
 
 def with_source_options(command: F) -> F:
