@@ -906,3 +906,33 @@ def test_a_name_taken_after_it_was_chosen_is_never_replaced(
     assert {o.status for o in report.outcomes} == {"failed"}
     assert planted and all(p.read_bytes() == b"planted meanwhile\n" for p in planted)
     assert snapshot(tree) == before
+
+
+def test_a_cross_device_move_never_removes_a_file_at_its_temporary_name(
+    tree, tmp_path, monkeypatch
+):
+    # The partial copy's name is bienc's own (random); should a file be there anyway, the
+    # exclusive create fails and that file is left alone, not cleaned up as a partial copy.
+    from bienc_cli.actions import fs
+
+    class Fixed:
+        hex = "0" * 32
+
+    monkeypatch.setattr(fs.uuid, "uuid4", lambda: Fixed())
+    real_link = os.link
+
+    def cross_device(src, dst, **kwargs):
+        if ".bienc-partial-" not in str(src):
+            raise OSError(18, "Invalid cross-device link")
+        return real_link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", cross_device)
+    dest = tmp_path / "d" / "a"
+    dest.mkdir(parents=True)
+    stranger = dest / ".copy.txt.bienc-partial-00000000"
+    stranger.write_text("not bienc's\n")
+    before = snapshot(tree)
+    report = actions.apply_plan(make_plan(tree, GROUPS, tmp_path), "move", to=str(tmp_path / "d"))
+    assert "failed" in {o.status for o in report.outcomes}
+    assert stranger.read_text() == "not bienc's\n"
+    assert snapshot(tree)["a/copy.txt"] == before["a/copy.txt"]

@@ -114,17 +114,20 @@ def _copy_across(src: str, dest: Path) -> None:
     if os.path.islink(src):
         os.symlink(os.readlink(src), partial)
     else:
-        try:
-            with open(src, "rb") as source, open(partial, "xb") as out:
+        with open(src, "rb") as source, open(partial, "xb") as out:
+            try:  # from here on the partial copy is ours: removed if anything fails
                 shutil.copyfileobj(source, out)
                 out.flush()
                 os.fsync(out.fileno())
+            except BaseException:
+                os.unlink(partial)
+                raise
+        try:
             shutil.copystat(src, partial)
             if file_sha256(partial) != file_sha256(src):
                 raise OSError(errno.EIO, f"copy of {src} differs from the original")
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(partial)
+            os.unlink(partial)
             raise
     try:
         os.link(partial, dest, follow_symlinks=False)
