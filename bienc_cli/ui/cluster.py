@@ -9,7 +9,15 @@ import csv
 import json
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bienc_cli.ui.output import cell, display_path, escape_text, fixed, json_path, one_line
+from bienc_cli.ui.output import (
+    cell,
+    display_path,
+    escape_text,
+    fixed,
+    json_path,
+    one_line,
+    write_skipped,
+)
 
 if TYPE_CHECKING:
     from bienc_cli.cluster.corpus import ClusterReport, DocumentAssignment
@@ -202,9 +210,4 @@ def write_cluster_report(report: ClusterReport, err: TextIO, *, max_skipped: int
     err.write(
         f"bienc: {len(report.documents)} documents in {c.n_clusters} clusters ({how}){outliers}\n"
     )
-    for item in report.skipped[:max_skipped]:
-        where = display_path(item.path) + (f"#{item.row_id}" if item.row_id else "")
-        err.write(f"  {'error' if item.error else 'skipped'}: {escape_text(where)}: ")
-        err.write(f"{escape_text(item.reason)}\n")
-    if len(report.skipped) > max_skipped:
-        err.write(f"  ... and {len(report.skipped) - max_skipped} more\n")
+    write_skipped(report.skipped, err, max_skipped=max_skipped)

@@ -20,6 +20,7 @@ from bienc_cli.util.text import one_line, shorten
 
 if TYPE_CHECKING:
     from bienc_cli.indexing.request import ProgressFn, RunReport
+    from bienc_cli.inputs.documents import Skipped
     from bienc_cli.query.search import Hit
 
 HIT_FORMATS = ("table", "json", "jsonl", "tsv", "csv", "paths")
@@ -178,12 +179,7 @@ def write_report(report: RunReport, err: TextIO, *, max_skipped: int = 20) -> No
         f"in {report.seconds:.1f}s; index: {report.documents} documents, {report.chunks} chunks, "
         f"{generation}\n"
     )
-    for item in report.skipped[:max_skipped]:
-        where = display_path(item.path) + (f"#{item.row_id}" if item.row_id else "")
-        err.write(f"  {'error' if item.error else 'skipped'}: {escape_text(where)}: ")
-        err.write(f"{escape_text(item.reason)}\n")
-    if len(report.skipped) > max_skipped:
-        err.write(f"  ... and {len(report.skipped) - max_skipped} more (see --json)\n")
+    write_skipped(report.skipped, err, max_skipped=max_skipped, more=" (see --json)")
     for note in report.notes[:max_skipped]:
         err.write(f"  note: {escape_text(display_path(note.path))}: {escape_text(note.message)}\n")
 
@@ -241,3 +237,15 @@ def progress_bar(enabled: bool) -> Iterator[ProgressFn | None]:
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update
+
+
+def write_skipped(
+    skipped: Sequence[Skipped], err: TextIO, *, max_skipped: int, more: str = ""
+) -> None:
+    """The report's lines for what was skipped or could not be read, at most ``max_skipped``."""
+    for item in skipped[:max_skipped]:
+        where = display_path(item.path) + (f"#{item.row_id}" if item.row_id else "")
+        err.write(f"  {'error' if item.error else 'skipped'}: {escape_text(where)}: ")
+        err.write(f"{escape_text(item.reason)}\n")
+    if len(skipped) > max_skipped:
+        err.write(f"  ... and {len(skipped) - max_skipped} more{more}\n")
